@@ -1,0 +1,61 @@
+"""Build script: cythonizes every compiled twin under src/avatarkit_fast.
+
+A compiled module is either ``_NAME_c.pyx`` (hand-written C-level code) or
+``_NAME_c.py`` (the pure twin ``_NAME_py.py`` compiled as-is against
+``_NAME_c.pxd``).  ``AVATARKIT_NO_EXTENSIONS=1`` skips the build entirely and
+the package runs on its pure-Python twins; ``AVATARKIT_CYTHON_DEBUG=1`` turns
+bounds checks, wraparound and line tracing back on.
+"""
+
+import os
+import platform
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+PKG = HERE / "src" / "avatarkit_fast"
+
+NO_EXTENSIONS = (
+    os.environ.get("AVATARKIT_NO_EXTENSIONS", "") not in ("", "0")
+    or platform.python_implementation() != "CPython"
+)
+DEBUG = os.environ.get("AVATARKIT_CYTHON_DEBUG", "") not in ("", "0")
+
+
+def _extensions():
+    from Cython.Build import cythonize
+    from setuptools import Extension
+    import numpy
+
+    sources = sorted(PKG.rglob("_*_c.pyx")) + sorted(PKG.rglob("_*_c.py"))
+    exts = []
+    for src in sources:
+        rel = src.relative_to(HERE / "src").with_suffix("")
+        name = ".".join(rel.parts)
+        macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+        if DEBUG:
+            macros += [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")]
+        exts.append(
+            Extension(
+                name,
+                [str(src.relative_to(HERE))],
+                include_dirs=[numpy.get_include()],
+                define_macros=macros,
+                extra_compile_args=[] if os.name == "nt" else ["-O3"],
+            )
+        )
+    directives = {
+        "language_level": 3,
+        "boundscheck": DEBUG,
+        "wraparound": DEBUG,
+        "cdivision": not DEBUG,
+        "initializedcheck": DEBUG,
+        "embedsignature": True,
+    }
+    if DEBUG:
+        directives["linetrace"] = True
+    return cythonize(exts, compiler_directives=directives, quiet=True)
+
+
+setup(ext_modules=[] if NO_EXTENSIONS else _extensions())

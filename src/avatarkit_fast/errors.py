@@ -1,0 +1,65 @@
+"""The one exception hierarchy of avatarkit_fast, shared by the compiled
+modules and their pure-Python twins.
+
+Every error the package raises on purpose is an :class:`AvatarKitError`;
+errors about bad values also derive from :class:`ValueError` so that callers
+who only know the standard library can still catch them.
+"""
+
+from __future__ import annotations
+
+
+class AvatarKitError(Exception):
+    """Base class of every error raised by avatarkit_fast."""
+
+
+class DecodeError(AvatarKitError, ValueError):
+    """Bytes from the wire are not a valid message.
+
+    The message names what was expected, what was found and the byte offset.
+    ``offset`` is that offset (or -1 where it does not apply).
+    """
+
+    def __init__(self, message: str, offset: int = -1) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+class EncodeError(AvatarKitError, ValueError):
+    """Values cannot be encoded (wrong shape, dtype, or out of range)."""
+
+
+class BufferFull(AvatarKitError):
+    """A buffer reached its configured cap; nothing already buffered was lost."""
+
+
+class ClosedError(AvatarKitError):
+    """The object was closed; no further calls are accepted."""
+
+
+class RelayError(DecodeError):
+    """A relay frame is malformed, or of an unknown version or kind."""
+
+
+class ProtocolError(AvatarKitError):
+    """A peer broke the AvatarKit driving protocol (handshake, message order)."""
+
+
+class ServerError(AvatarKitError):
+    """The motion server reported an error (a ``ServerError`` envelope or close code)."""
+
+    def __init__(self, message: str, code: int | str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+__all__ = [
+    "AvatarKitError",
+    "BufferFull",
+    "ClosedError",
+    "DecodeError",
+    "EncodeError",
+    "ProtocolError",
+    "RelayError",
+    "ServerError",
+]
