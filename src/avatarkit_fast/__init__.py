@@ -1,26 +1,40 @@
 """avatarkit_fast: host-mode runtime for real-time talking avatars."""
 
 from .errors import (
+    AuthenticationFailed,
     AvatarKitError,
     BufferFull,
     ClosedError,
+    ConcurrencyLimit,
+    ConnectionFailed,
+    CreditsExhausted,
     DecodeError,
     EncodeError,
+    HandshakeTimeout,
     ProtocolError,
     RelayError,
     ServerError,
+    SessionTimeout,
+    UpstreamUnavailable,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthenticationFailed",
     "AvatarKitError",
     "BufferFull",
     "ClosedError",
+    "ConcurrencyLimit",
+    "ConnectionFailed",
+    "CreditsExhausted",
     "DecodeError",
     "EncodeError",
+    "HandshakeTimeout",
     "ProtocolError",
     "RelayError",
     "ServerError",
+    "SessionTimeout",
+    "UpstreamUnavailable",
     "__version__",
 ]

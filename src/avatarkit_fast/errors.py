@@ -45,21 +45,72 @@ class ProtocolError(AvatarKitError):
     """A peer broke the AvatarKit driving protocol (handshake, message order)."""
 
 
+class HandshakeTimeout(ProtocolError):
+    """The motion server did not confirm the session in time."""
+
+
+class ConnectionFailed(AvatarKitError):
+    """The connection to the motion server could not be made, or dropped without
+    a close code that names a reason. ``code`` is the WebSocket close code, if any.
+    Trying again may succeed."""
+
+    retryable = True
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class ServerError(AvatarKitError):
-    """The motion server reported an error (a ``ServerError`` envelope or close code)."""
+    """The motion server reported an error (a ``ServerError`` envelope or close code).
+
+    ``retryable`` says whether the same request may succeed if tried again later.
+    """
+
+    retryable = False
 
     def __init__(self, message: str, code: int | str | None = None) -> None:
         super().__init__(message)
         self.code = code
 
 
+class CreditsExhausted(ServerError):
+    """The application has no credits left (close code 4001)."""
+
+
+class SessionTimeout(ServerError):
+    """The session reached its maximum duration (close code 4002)."""
+
+
+class ConcurrencyLimit(ServerError):
+    """Too many concurrent sessions for the application (close code 4003)."""
+
+
+class AuthenticationFailed(ServerError):
+    """The API key, app id or session token was refused (close code 4010)."""
+
+
+class UpstreamUnavailable(ServerError):
+    """The motion service behind the ingress is unavailable (close code 4503);
+    trying again later may succeed."""
+
+    retryable = True
+
+
 __all__ = [
+    "AuthenticationFailed",
     "AvatarKitError",
     "BufferFull",
     "ClosedError",
+    "ConcurrencyLimit",
+    "ConnectionFailed",
+    "CreditsExhausted",
     "DecodeError",
     "EncodeError",
+    "HandshakeTimeout",
     "ProtocolError",
     "RelayError",
     "ServerError",
+    "SessionTimeout",
+    "UpstreamUnavailable",
 ]
