@@ -1,6 +1,7 @@
 """avatarkit_fast: host-mode runtime for real-time talking avatars."""
 
 from .errors import (
+    AudioDeviceError,
     AuthenticationFailed,
     AvatarKitError,
     BufferFull,
@@ -21,6 +22,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AudioDeviceError",
     "AuthenticationFailed",
     "AvatarKitError",
     "BufferFull",

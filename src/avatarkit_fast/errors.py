@@ -37,6 +37,10 @@ class ClosedError(AvatarKitError):
     """The object was closed; no further calls are accepted."""
 
 
+class AudioDeviceError(AvatarKitError):
+    """No sound output is possible here: PortAudio, ``sounddevice`` or a device is missing."""
+
+
 class RelayError(DecodeError):
     """A relay frame is malformed, or of an unknown version or kind."""
 
@@ -98,6 +102,7 @@ class UpstreamUnavailable(ServerError):
 
 
 __all__ = [
+    "AudioDeviceError",
     "AuthenticationFailed",
     "AvatarKitError",
     "BufferFull",

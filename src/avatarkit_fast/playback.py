@@ -1,0 +1,312 @@
+"""Playout drivers: what pulls audio and keyframes out of a controller.
+
+- :class:`VirtualClock` drives a controller headless at the video rate, paced
+  to real time or as fast as possible, yielding one :class:`Tick` (audio chunk,
+  keyframe, time) per video frame: what a server-side renderer or an RTC
+  video/audio source needs.
+- :class:`SoundDevicePlayer` plays through a sound card (PortAudio via the
+  optional ``sounddevice`` package, extra ``[audio]``).  Its callback calls
+  ``read_audio_into`` and never raises or blocks: an exception is stashed,
+  reported from another thread, and the stream keeps playing silence.
+
+Both talk to the controller only through the :class:`Playout` protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Protocol
+
+import numpy as np
+
+from .errors import AudioDeviceError, AvatarKitError
+
+__all__ = ["Playout", "Tick", "VirtualClock", "SoundDevicePlayer", "AudioDeviceError"]
+
+logger = logging.getLogger(__name__)
+
+
+class Playout(Protocol):
+    """The playout side of an ``AvatarController``."""
+
+    def read_audio_into(self, buf: Any) -> Any: ...
+
+    def current_frame_into(self, buf: Any) -> Any: ...
+
+    def get_audio_time(self) -> float: ...
+
+
+class Tick(NamedTuple):
+    """One video frame of playout.
+
+    ``audio`` is the int16 chunk that plays during this frame, ``frame`` the
+    float32 (120,) keyframe shown at its start, ``time`` the clock time in
+    seconds (``index / fps``).  ``audio`` and ``frame`` are views of buffers the
+    clock reuses: copy them to keep them past the next tick.
+    """
+
+    index: int
+    time: float
+    audio: np.ndarray
+    frame: np.ndarray
+
+
+def _controller_rate(controller: Any, sample_rate: Optional[int]) -> int:
+    if sample_rate is None:
+        sample_rate = getattr(controller, "sample_rate", None)
+    if sample_rate is None:
+        raise TypeError("sample_rate is needed: the controller has no sample_rate attribute")
+    return int(sample_rate)
+
+
+class VirtualClock:
+    """Drives ``controller`` at ``fps`` video frames a second.
+
+    Each :meth:`step` takes the keyframe for the current audio position, then
+    reads the audio that plays during the frame (``sample_rate / fps`` samples,
+    spread exactly when that is not a whole number).  With ``realtime=True``
+    steps are paced to the monotonic clock (a late step is not skipped; the
+    clock catches up and counts it in :attr:`late_steps`); otherwise they run as
+    fast as the caller iterates.  Iterating yields ticks until :meth:`stop` or
+    ``duration`` seconds of clock time.
+    """
+
+    def __init__(
+        self,
+        controller: Playout,
+        fps: int = 25,
+        *,
+        sample_rate: Optional[int] = None,
+        realtime: bool = False,
+        duration: Optional[float] = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = time.sleep,
+    ) -> None:
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps!r}")
+        self._ctrl = controller
+        self.fps = int(fps)
+        self.sample_rate = _controller_rate(controller, sample_rate)
+        self.realtime = bool(realtime)
+        self.duration = duration
+        self._clock = clock
+        self._sleep = sleep
+        self._index = 0
+        self._samples = 0
+        self._stopped = False
+        self._t0: Optional[float] = None
+        self.late_steps = 0
+        chunk_max = -(-self.sample_rate // self.fps)
+        self._audio = np.zeros(chunk_max, dtype=np.int16)
+        self._frame = np.zeros(120, dtype=np.float32)
+
+    @property
+    def index(self) -> int:
+        """Number of video frames stepped so far."""
+        return self._index
+
+    @property
+    def time(self) -> float:
+        """Clock time in seconds: frames stepped / fps."""
+        return self._index / self.fps
+
+    @property
+    def samples(self) -> int:
+        """Audio samples read so far."""
+        return self._samples
+
+    def chunk_size(self, index: int) -> int:
+        """Samples read at frame ``index`` (exact over any run of frames)."""
+        sr, fps = self.sample_rate, self.fps
+        return (index + 1) * sr // fps - index * sr // fps
+
+    def step(self) -> Tick:
+        """Advance one video frame (waiting for its time when paced)."""
+        if self.realtime:
+            now = self._clock()
+            if self._t0 is None:
+                self._t0 = now
+            due = self._t0 + self._index / self.fps
+            if due > now:
+                self._sleep(due - now)
+            elif now - due > 1.0 / self.fps:
+                self.late_steps += 1
+        i = self._index
+        n = self.chunk_size(i)
+        audio = self._audio[:n]
+        self._ctrl.current_frame_into(self._frame)
+        self._ctrl.read_audio_into(audio)
+        self._index = i + 1
+        self._samples += n
+        return Tick(i, i / self.fps, audio, self._frame)
+
+    def stop(self) -> None:
+        """End iteration after the current tick."""
+        self._stopped = True
+
+    def __iter__(self) -> Iterator[Tick]:
+        while not self._stopped:
+            if self.duration is not None and self._index >= round(self.duration * self.fps):
+                return
+            yield self.step()
+
+
+class SoundDevicePlayer:
+    """Plays a controller's audio through a PortAudio output stream.
+
+    ``start()`` opens the device (default output unless ``device`` is given)
+    and starts the stream; ``stop()`` or leaving the ``with`` block closes it.
+    The callback fills each block with ``read_audio_into`` and nothing else.
+    An exception from it is stashed (see :attr:`errors`), passed to
+    ``on_error`` (or logged) from a reporter thread, and that block plays as
+    silence.  Device underflows are counted in :attr:`underflows`.
+
+    Raises :class:`~avatarkit_fast.errors.AudioDeviceError` when PortAudio or an
+    output device is missing; write to files instead (``avatarkit-fast demo
+    --out DIR``) or drive the controller with :class:`VirtualClock`.
+    """
+
+    MAX_STASHED = 16
+
+    def __init__(
+        self,
+        controller: Playout,
+        *,
+        sample_rate: Optional[int] = None,
+        device: Any = None,
+        blocksize: int = 0,
+        latency: Any = "low",
+        on_error: Optional[Callable[[BaseException], Any]] = None,
+    ) -> None:
+        self._ctrl = controller
+        self.sample_rate = _controller_rate(controller, sample_rate)
+        self._device = device
+        self._blocksize = int(blocksize)
+        self._latency = latency
+        self._on_error = on_error
+        self._stream: Any = None
+        self._reports: "queue.SimpleQueue[Optional[BaseException]]" = queue.SimpleQueue()
+        self._reporter: Optional[threading.Thread] = None
+        self.errors: list[BaseException] = []
+        self.error_count = 0
+        self.callbacks = 0
+        self.frames_played = 0
+        self.underflows = 0
+
+    # -- the real-time part ------------------------------------------------------
+    def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        # Runs on PortAudio's thread: no locks, no I/O, no allocation beyond a view,
+        # and never lets an exception escape into the C callback.
+        try:
+            self.callbacks += 1
+            if status and getattr(status, "output_underflow", False):
+                self.underflows += 1
+            self._ctrl.read_audio_into(outdata.reshape(-1))
+            self.frames_played += frames
+        except BaseException as exc:  # noqa: BLE001 - a C callback must not raise
+            try:
+                outdata.fill(0)
+            except BaseException:  # noqa: BLE001
+                pass
+            self.error_count += 1
+            if len(self.errors) < self.MAX_STASHED:
+                self.errors.append(exc)
+                self._reports.put(exc)
+
+    # -- control -------------------------------------------------------------
+    @staticmethod
+    def _import_sounddevice():
+        try:
+            import sounddevice
+        except ImportError:
+            raise AudioDeviceError(
+                "sound output needs the 'sounddevice' package (pip install 'avatarkit-fast[audio]'); "
+                "without a sound device, write to files instead: avatarkit-fast demo --out DIR"
+            ) from None
+        except OSError as exc:
+            raise AudioDeviceError(
+                f"the PortAudio library is not installed ({exc}); on Debian/Ubuntu: "
+                "apt-get install libportaudio2. Without a sound device, write to files instead: "
+                "avatarkit-fast demo --out DIR"
+            ) from None
+        return sounddevice
+
+    def start(self) -> "SoundDevicePlayer":
+        """Open the output device and start playing."""
+        if self._stream is not None:
+            return self
+        sd = self._import_sounddevice()
+        try:
+            sd.query_devices(self._device, kind="output")
+            stream = sd.OutputStream(
+                samplerate=self.sample_rate,
+                channels=1,
+                dtype="int16",
+                device=self._device,
+                blocksize=self._blocksize,
+                latency=self._latency,
+                callback=self._callback,
+            )
+        except (sd.PortAudioError, ValueError) as exc:
+            raise AudioDeviceError(
+                f"no sound output device ({exc}); write to files instead: avatarkit-fast demo --out DIR, "
+                "or drive the controller with avatarkit_fast.playback.VirtualClock"
+            ) from None
+        self._reporter = threading.Thread(target=self._report_loop, name="avatarkit-playback-errors", daemon=True)
+        self._reporter.start()
+        stream.start()
+        self._stream = stream
+        return self
+
+    def stop(self) -> None:
+        """Stop and close the stream; reported errors are flushed first."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.stop()
+            finally:
+                stream.close()
+        if self._reporter is not None:
+            self._reports.put(None)
+            self._reporter.join(timeout=5.0)
+            self._reporter = None
+
+    close = stop
+
+    @property
+    def active(self) -> bool:
+        return self._stream is not None and bool(self._stream.active)
+
+    @property
+    def latency(self) -> float:
+        """The device's output latency in seconds (0 when not started).
+
+        The keyframe for what the listener hears now is the controller's
+        current frame this much earlier in audio time."""
+        return float(self._stream.latency) if self._stream is not None else 0.0
+
+    def __enter__(self) -> "SoundDevicePlayer":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _report_loop(self) -> None:
+        while True:
+            exc = self._reports.get()
+            if exc is None:
+                return
+            self._report(exc)
+
+    def _report(self, exc: BaseException) -> None:
+        if self._on_error is not None:
+            try:
+                self._on_error(exc)
+                return
+            except Exception:  # noqa: BLE001 - a user callback must not stop reporting
+                logger.exception("on_error callback raised")
+        logger.error("audio callback raised; playing silence and going on", exc_info=exc)
