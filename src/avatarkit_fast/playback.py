@@ -274,6 +274,8 @@ class SoundDevicePlayer:
             self._reports.put(None)
             self._reporter.join(timeout=5.0)
             self._reporter = None
+        else:
+            self._drain_reports()
 
     close = stop
 
@@ -294,6 +296,15 @@ class SoundDevicePlayer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    def _drain_reports(self) -> None:
+        while True:
+            try:
+                exc = self._reports.get_nowait()
+            except queue.Empty:
+                return
+            if exc is not None:
+                self._report(exc)
 
     def _report_loop(self) -> None:
         while True:

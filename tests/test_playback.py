@@ -1,0 +1,254 @@
+"""Playout drivers: the virtual clock, and the sound-device player both through
+a real PortAudio stream (on an ALSA null device, where PortAudio is installed)
+and with its callback driven directly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from avatarkit_fast.errors import AudioDeviceError
+from avatarkit_fast.playback import SoundDevicePlayer, Tick, VirtualClock
+
+
+class Ramp:
+    """A minimal playout source: sample k is k % 30000, keyframe = position."""
+
+    def __init__(self, sample_rate=16000, fps=25):
+        self.sample_rate = sample_rate
+        self.fps = fps
+        self.pos = 0
+        self.reads = []
+
+    def read_audio_into(self, buf):
+        n = len(buf)
+        buf[:] = (np.arange(self.pos, self.pos + n) % 30000).astype(np.int16)
+        self.pos += n
+        self.reads.append(n)
+
+    def current_frame_into(self, buf):
+        buf[:] = 0
+        buf[9] = self.pos * self.fps // self.sample_rate
+
+    def get_audio_time(self):
+        return self.pos / self.sample_rate
+
+
+@pytest.mark.parametrize("rate,fps", [(16000, 25), (44100, 25), (22050, 30), (8000, 7)])
+def test_virtual_clock_reads_exact_samples_per_frame(rate, fps):
+    src = Ramp(rate, fps)
+    clock = VirtualClock(src, fps=fps, duration=3.0)
+    ticks = [(t.index, t.time, t.audio.copy(), t.frame.copy()) for t in clock]
+    assert len(ticks) == 3 * fps
+    audio = np.concatenate([a for _, _, a, _ in ticks])
+    # Exactly sample_rate samples per second of clock, nothing lost or doubled.
+    assert len(audio) == 3 * rate == clock.samples
+    assert np.array_equal(audio, (np.arange(3 * rate) % 30000).astype(np.int16))
+    for i, (index, t, a, frame) in enumerate(ticks):
+        assert index == i and t == pytest.approx(i / fps)
+        # The keyframe is taken at the start of the frame's audio.
+        assert frame[9] == (i * rate // fps) * fps // rate
+
+
+def test_virtual_clock_realtime_paces_to_the_clock():
+    now = [100.0]
+    slept = []
+
+    def sleep(dt):
+        slept.append(dt)
+        now[0] += dt
+
+    clock = VirtualClock(Ramp(), fps=25, realtime=True, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        clock.step()
+    # First tick at once, then one every 40 ms.
+    assert slept == pytest.approx([0.04] * 4)
+    now[0] += 1.0  # the caller fell behind: no sleep, counted as late
+    clock.step()
+    assert clock.late_steps == 1 and len(slept) == 4
+
+
+def test_virtual_clock_realtime_wall_pacing():
+    clock = VirtualClock(Ramp(), fps=50, realtime=True, duration=0.2)
+    t0 = time.monotonic()
+    n = sum(1 for _ in clock)
+    elapsed = time.monotonic() - t0
+    assert n == 10
+    assert elapsed >= 0.17
+
+
+def test_virtual_clock_stop_and_tick_views():
+    src = Ramp()
+    clock = VirtualClock(src)
+    seen = []
+    for tick in clock:
+        assert isinstance(tick, Tick) and tick.audio.dtype == np.int16 and tick.frame.shape == (120,)
+        seen.append(tick.index)
+        if tick.index == 9:
+            clock.stop()
+    assert seen == list(range(10))
+
+
+def test_virtual_clock_needs_a_sample_rate():
+    class NoRate:
+        def read_audio_into(self, buf): ...
+        def current_frame_into(self, buf): ...
+        def get_audio_time(self): return 0.0
+
+    with pytest.raises(TypeError):
+        VirtualClock(NoRate())
+    assert VirtualClock(NoRate(), sample_rate=16000).chunk_size(0) == 640
+    with pytest.raises(ValueError):
+        VirtualClock(Ramp(), fps=0)
+
+
+# -- the sound-device player with its callback driven directly -----------------
+
+
+class _Status:
+    def __init__(self, underflow=False):
+        self.output_underflow = underflow
+
+    def __bool__(self):
+        return self.output_underflow
+
+
+def test_player_callback_fills_blocks():
+    src = Ramp()
+    player = SoundDevicePlayer(src)
+    out = np.full((160, 1), 7, np.int16)
+    player._callback(out, 160, None, _Status())
+    player._callback(out, 160, None, _Status(underflow=True))
+    assert np.array_equal(out[:, 0], np.arange(160, 320, dtype=np.int16))
+    assert player.callbacks == 2 and player.frames_played == 320 and player.underflows == 1
+    assert player.errors == []
+
+
+def test_player_callback_never_raises_and_keeps_playing():
+    class Flaky(Ramp):
+        def read_audio_into(self, buf):
+            if self.pos == 160:
+                self.pos += 1  # fail once
+                raise RuntimeError("boom in the producer")
+            super().read_audio_into(buf)
+
+    reported = []
+    player = SoundDevicePlayer(Flaky(), on_error=reported.append)
+    out = np.full((160, 1), 7, np.int16)
+    player._callback(out, 160, None, _Status())
+    player._callback(out, 160, None, _Status())  # raises inside: silence
+    assert not out.any()
+    player._callback(out, 160, None, _Status())  # and plays on
+    assert out.any()
+    assert player.error_count == 1 and isinstance(player.errors[0], RuntimeError)
+    player.stop()  # reports what was stashed, outside the callback
+    assert [str(e) for e in reported] == ["boom in the producer"]
+
+
+def test_player_stashes_a_bounded_number_of_errors():
+    class Broken(Ramp):
+        def read_audio_into(self, buf):
+            raise ValueError("always")
+
+    player = SoundDevicePlayer(Broken(), on_error=lambda e: None)
+    out = np.zeros((10, 1), np.int16)
+    for _ in range(100):
+        player._callback(out, 10, None, None)
+    assert player.error_count == 100 and len(player.errors) == SoundDevicePlayer.MAX_STASHED
+
+
+def test_player_without_portaudio_says_where_to_go(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_portaudio(name, *a, **kw):
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+        return real_import(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_portaudio)
+    with pytest.raises(AudioDeviceError, match="demo --out"):
+        SoundDevicePlayer(Ramp()).start()
+
+
+# -- a real PortAudio stream on an ALSA null device ----------------------------
+
+_PLAYER_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    import numpy as np
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:
+        print(json.dumps({"skip": f"PortAudio unavailable: {exc}"})); sys.exit(0)
+    from avatarkit_fast.playback import SoundDevicePlayer
+
+    class Ramp:
+        sample_rate = 16000
+        def __init__(self): self.pos = 0
+        def read_audio_into(self, buf):
+            n = len(buf)
+            buf[:] = (np.arange(self.pos, self.pos + n) % 30000).astype(np.int16)
+            self.pos += n
+            if self.pos >= 48000 and self.pos - n < 48000:
+                raise RuntimeError("one failure mid-stream")
+        def current_frame_into(self, buf): buf[:] = 0
+        def get_audio_time(self): return self.pos / 16000
+
+    src = Ramp()
+    errors = []
+    player = SoundDevicePlayer(src, blocksize=160, on_error=lambda e: errors.append(str(e)))
+    with player:
+        deadline = time.monotonic() + 10
+        while player.frames_played < 64000 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        latency = player.latency
+    print(json.dumps({"callbacks": player.callbacks, "frames": player.frames_played,
+                      "errors": errors, "error_count": player.error_count, "latency": latency}))
+    """
+)
+
+
+def _alsa_null_env(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    raw = tmp_path / "played.raw"
+    # The default ALSA device is a null sink that also writes what it is given to a file.
+    (home / ".asoundrc").write_text(
+        f'pcm.!default {{ type file slave.pcm "null" file "{raw}" format "raw" }}\n'
+    )
+    env = dict(os.environ, HOME=str(home))
+    return env, raw
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the ALSA null device is Linux only")
+def test_player_plays_through_portaudio_on_alsa_null(tmp_path):
+    env, raw = _alsa_null_env(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", _PLAYER_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "skip" in result:
+        pytest.skip(result["skip"])
+    assert result["callbacks"] > 0 and result["frames"] >= 64000
+    # The callback's one exception was stashed and reported, and playback went on.
+    assert result["errors"] == ["one failure mid-stream"] and result["error_count"] == 1
+    played = np.frombuffer(raw.read_bytes(), "<i2")
+    # PortAudio primes the device with silence; after it, exactly what the callback wrote,
+    # except the failed block, which is silence.
+    lead = int(np.argmax(played != 0)) - 1
+    assert lead >= 0
+    body = played[lead:lead + 64000]
+    expect = (np.arange(64000) % 30000).astype(np.int16)
+    bad = np.flatnonzero(body != expect)
+    assert len(bad) > 0 and len(bad) <= 2048 and not body[bad].any()
+    assert bad[0] < 48000 <= bad[-1] + 1
