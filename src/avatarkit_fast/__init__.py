@@ -18,6 +18,7 @@ from .errors import (
     SessionTimeout,
     UpstreamUnavailable,
 )
+from .session import AvatarSession, ConnectionState, fetch_session_token
 
 __version__ = "0.1.0"
 
@@ -25,10 +26,12 @@ __all__ = [
     "AudioDeviceError",
     "AuthenticationFailed",
     "AvatarKitError",
+    "AvatarSession",
     "BufferFull",
     "ClosedError",
     "ConcurrencyLimit",
     "ConnectionFailed",
+    "ConnectionState",
     "CreditsExhausted",
     "DecodeError",
     "EncodeError",
@@ -39,4 +42,5 @@ __all__ = [
     "SessionTimeout",
     "UpstreamUnavailable",
     "__version__",
+    "fetch_session_token",
 ]
