@@ -1,0 +1,367 @@
+"""The local motion server against the vendor's own server SDK (``spatius``),
+unchanged, on loopback; and against raw WebSocket clients that misbehave."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+spatius = pytest.importorskip("spatius")
+pytest.importorskip("aiohttp")
+spatius.configure_telemetry("")  # before any session: send nothing elsewhere
+
+import websockets  # noqa: E402
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # noqa: E402
+from spatius.proto.generated import message_pb2  # noqa: E402
+
+from avatarkit_fast import wire  # noqa: E402
+from avatarkit_fast.server import MotionServer, synthesize  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(coro, timeout: float = 60.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def _flame_message_class():
+    """``message.Message`` with the animation fields the SDK's own ``message_pb2``
+    leaves out (4 ``animation``, 5 ``avatar_id``), built with the protobuf package."""
+    F = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(name="akf_server_test.proto", package="akfst", syntax="proto3")
+    flame = fdp.message_type.add(name="Flame")
+    for number, (name, _) in enumerate(wire.FLAME_LAYOUT, 1):
+        flame.field.add(name=name, number=number, type=F.TYPE_FLOAT, label=F.LABEL_REPEATED)
+    anim = fdp.message_type.add(name="FlameAnimation")
+    anim.field.add(name="keyframes", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED, type_name=".akfst.Flame")
+    sra = fdp.message_type.add(name="ServerResponseAnimation")
+    for number, name, kind in ((1, "connection_id", F.TYPE_STRING), (2, "req_id", F.TYPE_STRING), (3, "end", F.TYPE_BOOL)):
+        sra.field.add(name=name, number=number, type=kind, label=F.LABEL_OPTIONAL)
+    sra.field.add(name="animation", number=4, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL, type_name=".akfst.FlameAnimation")
+    sra.field.add(name="avatar_id", number=5, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    msg = fdp.message_type.add(name="Message")
+    msg.field.add(name="type", number=1, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
+    msg.field.add(name="server_response_animation", number=6, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL, type_name=".akfst.ServerResponseAnimation")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("akfst.Message"))
+
+
+FlameMessage = _flame_message_class()
+
+
+def protobuf_frames(envelope: bytes) -> np.ndarray:
+    msg = FlameMessage()
+    msg.ParseFromString(envelope)
+    rows = []
+    for k in msg.server_response_animation.animation.keyframes:
+        rows.append([v for name, _ in wire.FLAME_LAYOUT for v in getattr(k, name)])
+    return np.array(rows, dtype=np.float32).reshape(-1, wire.KEYFRAME_FLOATS)
+
+
+class Collector:
+    """transport_frames / on_error sink for one SDK session."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[bytes, bool]] = []
+        self.errors: list[Exception] = []
+        self.changed = asyncio.Event()
+
+    def transport_frames(self, data: bytes, last: bool) -> None:
+        self.frames.append((data, last))
+        self.changed.set()
+
+    def on_error(self, err: Exception) -> None:
+        self.errors.append(err)
+        self.changed.set()
+
+    async def wait(self, predicate, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            self.changed.clear()
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, "timed out waiting for the server"
+            try:
+                await asyncio.wait_for(self.changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    def of(self, req_id: str) -> list[tuple[bytes, bool]]:
+        return [(d, last) for d, last in self.frames if wire.decode_message(d).req_id == req_id]
+
+
+def new_session(server: MotionServer, sink: Collector, **kw):
+    options = dict(
+        avatar_id="avatar-1", api_key="key-1", app_id="app-1",
+        console_endpoint_url=server.console_endpoint_url,
+        ingress_endpoint_url=server.ingress_endpoint_url,
+        transport_frames=sink.transport_frames, on_error=sink.on_error,
+    )
+    options.update(kw)
+    return spatius.new_avatar_session(**options)
+
+
+async def send_pcm(session, pcm: bytes, chunk: int = 640, end: bool = True) -> str:
+    req_id = None
+    for i in range(0, len(pcm), chunk):
+        last = end and i + chunk >= len(pcm)
+        req_id = await session.send_audio(pcm[i : i + chunk], end=last)
+    return req_id
+
+
+def test_sdk_recording_batches_and_both_decoders(recording):
+    async def scenario():
+        async with MotionServer() as server:
+            sink = Collector()
+            async with new_session(server, sink) as session:
+                req_id = await send_pcm(session, recording.pcm)
+                await sink.wait(lambda: sink.frames and sink.frames[-1][1])
+            return server, req_id, sink
+
+    server, req_id, sink = run(scenario())
+    assert not sink.errors
+    counts, ends = [], []
+    frames = []
+    for data, last in sink.frames:
+        ours = wire.decode_message(data)
+        assert ours.type == wire.MessageType.SERVER_RESPONSE_ANIMATION
+        assert ours.req_id == req_id and ours.end == last
+        theirs = protobuf_frames(data)
+        assert np.array_equal(ours.frames, theirs)
+        sdk = message_pb2.Message()
+        sdk.ParseFromString(data)  # the SDK's own classes read it too
+        assert sdk.server_response_animation.req_id == req_id
+        counts.append(len(ours.frames))
+        ends.append(last)
+        frames.append(ours.frames)
+    # The real service's batching for this very recording: 50, 100 x4, 57.
+    assert counts == [50, 100, 100, 100, 100, 57]
+    assert ends == [False] * 5 + [True]
+    samples = len(recording.pcm) // 2
+    assert sum(counts) == samples * 25 // recording.sample_rate
+    # Deterministic: the same as the offline synth of the whole utterance.
+    assert np.array_equal(np.concatenate(frames), synthesize(recording.pcm, recording.sample_rate))
+    assert server.stats.envelopes_sent == 6 and server.stats.keyframes_sent == 507
+
+
+def test_batches_leave_as_soon_as_their_audio_arrived(recording):
+    """The first envelope arrives after 2 s of audio, before the request ends."""
+
+    async def scenario():
+        async with MotionServer() as server:
+            sink = Collector()
+            async with new_session(server, sink) as session:
+                await send_pcm(session, recording.pcm[: 2 * 32000], end=False)
+                await sink.wait(lambda: len(sink.frames) == 1)
+                await send_pcm(session, recording.pcm[2 * 32000 : 6 * 32000 + 100], end=False)
+                await sink.wait(lambda: len(sink.frames) == 2)
+                req_id = await session.send_audio(b"", end=True)
+                await sink.wait(lambda: sink.frames[-1][1])
+            return req_id, sink
+
+    req_id, sink = run(scenario())
+    counts = [len(wire.decode_message(d).frames) for d, _ in sink.frames]
+    assert counts == [50, 100, 0]
+    assert [last for _, last in sink.frames] == [False, False, True]
+
+
+def test_second_request_and_interrupt_on_one_session(recording):
+    async def scenario():
+        async with MotionServer(speed=4.0) as server:
+            sink = Collector()
+            async with new_session(server, sink, use_query_auth=True) as session:
+                # Request 1: the whole recording, paced at 4x real time: interrupt it
+                # once its first batch is in.
+                first = await send_pcm(session, recording.pcm)
+                await sink.wait(lambda: len(sink.of(first)) >= 1)
+                assert await session.interrupt() == first
+                # Request 2 on the same session: 3 s, runs to its end.
+                second = await send_pcm(session, recording.pcm[: 3 * 32000])
+                await sink.wait(lambda: any(last for _, last in sink.of(second)))
+                await asyncio.sleep(0.3)  # anything of request 1 would show up by now
+            return server, first, second, sink
+
+    server, first, second, sink = run(scenario())
+    assert first != second
+    assert not sink.errors
+    one = sink.of(first)
+    assert 1 <= len(one) < 6 and not any(last for _, last in one)
+    two = sink.of(second)
+    assert [len(wire.decode_message(d).frames) for d, _ in two] == [50, 25]
+    assert server.stats.requests == 2 and server.stats.requests_interrupted == 1
+
+
+def test_session_token_errors_have_the_sdk_shape():
+    async def scenario():
+        async with MotionServer(api_keys={"good-key": "app-1"}) as server:
+            sink = Collector()
+            with pytest.raises(spatius.SessionTokenError) as bad_key:
+                await new_session(server, sink, api_key="wrong-key").init()
+            # A good key but the wrong app id: refused at the WebSocket upgrade.
+            session = new_session(server, sink, api_key="good-key", app_id="other-app")
+            await session.init()
+            with pytest.raises(spatius.AvatarSDKError) as mismatch:
+                await session.start()
+            # A made-up token is refused too.
+            session = new_session(server, sink, api_key="good-key")
+            await session.init()
+            session._session_token = "not-a-token"
+            with pytest.raises(spatius.AvatarSDKError) as bad_token:
+                await session.start()
+            # And the server still serves a proper session afterwards.
+            async with new_session(server, sink, api_key="good-key") as ok:
+                await send_pcm(ok, b"\x00\x10" * 16000)
+                await sink.wait(lambda: sink.frames and sink.frames[-1][1])
+            return bad_key.value, mismatch.value, bad_token.value, server
+
+    bad_key, mismatch, bad_token, server = run(scenario())
+    assert bad_key.http_status == 401 and "invalid API key" in str(bad_key.message)
+    assert mismatch.phase == "websocket_connect" and mismatch.http_status == 400
+    assert mismatch.code == spatius.AvatarSDKErrorCode.appIDMismatch
+    assert bad_token.http_status == 401
+    assert bad_token.code == spatius.AvatarSDKErrorCode.sessionTokenInvalid
+    assert server.stats.tokens_refused == 1 and server.stats.connections_refused == 2
+
+
+def test_handshake_refusals_reach_the_sdk_as_classified_errors():
+    async def scenario():
+        async with MotionServer() as server:
+            sink = Collector()
+            odd_rate = new_session(server, sink, sample_rate=12345)
+            await odd_rate.init()
+            with pytest.raises(spatius.AvatarSDKError) as rate:
+                await odd_rate.start()
+            opus = new_session(server, sink, audio_format=spatius.AudioFormat.OGG_OPUS)
+            await opus.init()
+            with pytest.raises(spatius.AvatarSDKError) as fmt:
+                await opus.start()
+            return rate.value, fmt.value
+
+    rate, fmt = run(scenario())
+    assert rate.phase == "websocket_handshake"
+    assert rate.code == spatius.AvatarSDKErrorCode.unsupportedSampleRate
+    assert fmt.phase == "websocket_handshake" and "Ogg Opus" in fmt.message
+
+
+async def _raw_connect(server: MotionServer, token: str):
+    url = f"{server.ingress_endpoint_url}/websocket?id=avatar-1&appId=app-1&sessionKey={token}"
+    return await websockets.connect(url)
+
+
+async def _token(server: MotionServer) -> str:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{server.console_endpoint_url}/session-tokens",
+            json={"expireAt": int(time.time()) + 60},
+            headers={"X-Api-Key": "k"},
+        ) as response:
+            assert response.status == 200
+            return (await response.json())["sessionToken"]
+
+
+def test_garbage_frames_get_protocol_errors_and_others_keep_being_served():
+    configure = wire.encode_message(wire.ClientConfigureSession(sample_rate=16000))
+
+    async def expect_error_then_close(ws) -> tuple[wire.ServerErrorMessage, int]:
+        err = wire.decode_message(await ws.recv())
+        assert isinstance(err, wire.ServerErrorMessage)
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            await ws.recv()
+        return err, closed.value.rcvd.code
+
+    async def scenario():
+        async with MotionServer() as server:
+            token = await _token(server)
+            sink = Collector()
+            async with new_session(server, sink) as bystander:
+                results = {}
+                # 1. Garbage instead of the handshake.
+                ws = await _raw_connect(server, token)
+                await ws.send(b"\xff\xff\xff")
+                results["garbage handshake"] = await expect_error_then_close(ws)
+                # 2. Audio instead of the handshake.
+                ws = await _raw_connect(server, token)
+                await ws.send(wire.encode_message(wire.ClientAudioInput(req_id="r", audio=b"\0\0")))
+                results["audio first"] = await expect_error_then_close(ws)
+                # 3. Text after a good handshake.
+                ws = await _raw_connect(server, token)
+                await ws.send(configure)
+                assert isinstance(wire.decode_message(await ws.recv()), wire.ServerConfirmSession)
+                await ws.send("hello")
+                results["text"] = await expect_error_then_close(ws)
+                # 4. Garbage after a good handshake.
+                ws = await _raw_connect(server, token)
+                await ws.send(configure)
+                await ws.recv()
+                await ws.send(b"\x0a\xff")
+                results["garbage"] = await expect_error_then_close(ws)
+                # 5. A wrong-but-valid message: an error, and the session goes on.
+                ws = await _raw_connect(server, token)
+                await ws.send(configure)
+                await ws.recv()
+                await ws.send(configure)
+                again = wire.decode_message(await ws.recv())
+                await ws.send(wire.encode_message(wire.ClientAudioInput(req_id="r1", end=True, audio=b"\1\0" * 800)))
+                tail = wire.decode_message(await ws.recv())
+                await ws.close()
+                # The bystander session was never disturbed.
+                await send_pcm(bystander, b"\x00\x08" * 32000)
+                await sink.wait(lambda: sink.frames and sink.frames[-1][1])
+            return results, again, tail, sink
+
+    results, again, tail, sink = run(scenario())
+    for name, (err, close_code) in results.items():
+        assert err.code == 400 and err.message, name
+        assert close_code == 1002, name
+    assert "expected ClientConfigureSession" in results["audio first"][0].message
+    assert isinstance(again, wire.ServerErrorMessage) and "already configured" in again.message
+    assert isinstance(tail, wire.AnimationMessage) and tail.req_id == "r1" and tail.end
+    assert len(tail.frames) == 1
+    assert not sink.errors and [len(wire.decode_message(d).frames) for d, _ in sink.frames] == [50]
+
+
+def test_cli_subprocess_serves_the_sdk(tmp_path):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "avatarkit_fast.server", "--host", "127.0.0.1", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        console = proc.stdout.readline().strip()
+        ingress = proc.stdout.readline().strip()
+        assert re.fullmatch(r"console_endpoint_url=http://127\.0\.0\.1:\d+", console), console
+        assert re.fullmatch(r"ingress_endpoint_url=ws://127\.0\.0\.1:\d+", ingress), ingress
+        console_url = console.split("=", 1)[1]
+        ingress_url = ingress.split("=", 1)[1]
+
+        async def scenario():
+            sink = Collector()
+            session = spatius.new_avatar_session(
+                avatar_id="a", api_key="k", app_id="app",
+                console_endpoint_url=console_url, ingress_endpoint_url=ingress_url,
+                transport_frames=sink.transport_frames, on_error=sink.on_error,
+            )
+            async with session:
+                await send_pcm(session, b"\x00\x20" * 16000 * 3)
+                await sink.wait(lambda: sink.frames and sink.frames[-1][1])
+            return sink
+
+        sink = run(scenario())
+        assert [len(wire.decode_message(d).frames) for d, _ in sink.frames] == [50, 25]
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert proc.returncode in (0, -15)
