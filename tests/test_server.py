@@ -20,11 +20,11 @@ pytest.importorskip("aiohttp")
 spatius.configure_telemetry("")  # before any session: send nothing elsewhere
 
 import websockets  # noqa: E402
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # noqa: E402
 from spatius.proto.generated import message_pb2  # noqa: E402
 
 from avatarkit_fast import wire  # noqa: E402
 from avatarkit_fast.server import MotionServer, synthesize  # noqa: E402
+from avatarkit_fast.testing import protoref  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,39 +33,9 @@ def run(coro, timeout: float = 60.0):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-def _flame_message_class():
-    """``message.Message`` with the animation fields the SDK's own ``message_pb2``
-    leaves out (4 ``animation``, 5 ``avatar_id``), built with the protobuf package."""
-    F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(name="akf_server_test.proto", package="akfst", syntax="proto3")
-    flame = fdp.message_type.add(name="Flame")
-    for number, (name, _) in enumerate(wire.FLAME_LAYOUT, 1):
-        flame.field.add(name=name, number=number, type=F.TYPE_FLOAT, label=F.LABEL_REPEATED)
-    anim = fdp.message_type.add(name="FlameAnimation")
-    anim.field.add(name="keyframes", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED, type_name=".akfst.Flame")
-    sra = fdp.message_type.add(name="ServerResponseAnimation")
-    for number, name, kind in ((1, "connection_id", F.TYPE_STRING), (2, "req_id", F.TYPE_STRING), (3, "end", F.TYPE_BOOL)):
-        sra.field.add(name=name, number=number, type=kind, label=F.LABEL_OPTIONAL)
-    sra.field.add(name="animation", number=4, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL, type_name=".akfst.FlameAnimation")
-    sra.field.add(name="avatar_id", number=5, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-    msg = fdp.message_type.add(name="Message")
-    msg.field.add(name="type", number=1, type=F.TYPE_INT32, label=F.LABEL_OPTIONAL)
-    msg.field.add(name="server_response_animation", number=6, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL, type_name=".akfst.ServerResponseAnimation")
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("akfst.Message"))
-
-
-FlameMessage = _flame_message_class()
-
-
 def protobuf_frames(envelope: bytes) -> np.ndarray:
-    msg = FlameMessage()
-    msg.ParseFromString(envelope)
-    rows = []
-    for k in msg.server_response_animation.animation.keyframes:
-        rows.append([v for name, _ in wire.FLAME_LAYOUT for v in getattr(k, name)])
-    return np.array(rows, dtype=np.float32).reshape(-1, wire.KEYFRAME_FLOATS)
+    """The keyframes as the ``protobuf`` package reads them (full schema)."""
+    return protoref.decode_frames(envelope)[1]
 
 
 class Collector:

@@ -6,7 +6,17 @@ codec with the client side and nothing else.  The HTTP/WebSocket layer needs
 ``aiohttp`` (the ``server`` extra), imported only when a server starts.
 """
 
-from .app import FIRST_BATCH, NEXT_BATCH, MotionServer, ServerStats, main, serve, serve_async
+from .app import (
+    FIRST_BATCH,
+    NEXT_BATCH,
+    MotionServer,
+    ServerStats,
+    build_parser,
+    main,
+    run_args,
+    serve,
+    serve_async,
+)
 from .motion import MotionSynth, synthesize
 
 __all__ = [
@@ -15,7 +25,9 @@ __all__ = [
     "MotionSynth",
     "NEXT_BATCH",
     "ServerStats",
+    "build_parser",
     "main",
+    "run_args",
     "serve",
     "serve_async",
     "synthesize",

@@ -60,8 +60,12 @@ __all__ = [
     "FIRST_BATCH",
     "MotionServer",
     "NEXT_BATCH",
+    "ServerStats",
+    "build_parser",
     "main",
+    "run_args",
     "serve",
+    "serve_async",
 ]
 
 logger = logging.getLogger("avatarkit_fast.server")
