@@ -513,3 +513,20 @@ def test_fetch_session_token(console):
     assert seen[-1][2]["expireAt"] > 1_700_000_000
     with pytest.raises(ConnectionFailed):
         run(fetch_session_token("http://127.0.0.1:9", "key-good"))
+
+
+def test_plain_close_by_the_server_is_disconnected_without_error():
+    async def main():
+        async with ScriptedServer(close_after_confirm=(1000, "bye")) as server:
+            states = []
+            session = new_session(
+                AvatarController(sample_rate=SR), server.url, on_connection_state=lambda s, e: states.append((s, e))
+            )
+            await session.start()
+            await until(lambda: session.state is ConnectionState.DISCONNECTED)
+            assert session.error is None
+            assert states[-1] == (ConnectionState.DISCONNECTED, None)
+            with pytest.raises(ClosedError, match="DISCONNECTED"):
+                await session.send(b"\0\0")
+
+    run(main())

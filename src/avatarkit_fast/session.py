@@ -518,9 +518,9 @@ class AvatarSession:
         if exc is not None and exc.rcvd is not None:
             code, reason = exc.rcvd.code, exc.rcvd.reason
         self._finish_requests()
-        if code == 1000 and exc is None:
+        if code == 1000:
             self._set_state(ConnectionState.DISCONNECTED)
-            return ClosedError("the motion server closed the session")
+            return ClosedError(f"the motion server closed the session{': ' + reason if reason else ''}")
         if code == 1006 or code is None:
             error: AvatarKitError = ConnectionFailed(
                 "connection to the motion server lost (no close frame: the server or the network went away)",
