@@ -1,0 +1,61 @@
+"""Fuzz ``AvatarController`` with call sequences decoded from the fuzz bytes
+(format in ``controller_ops.py``): yields of random and mutated PCM and
+envelopes, reads of random sizes, interrupt, pause, resume, close, wrong types.
+
+Expected: no crash or hang; only our errors (``AvatarKitError``) and
+``TypeError`` for wrong types; after every call the state, the conversation id
+and the counters are consistent (counters never go back, a refused call keeps
+nothing, interrupt leaves IDLE and silence, every call after close raises).
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _runner import CORPUS_ROOT, instrumented, main  # noqa: E402
+
+with instrumented("avatarkit_fast"):
+    import avatarkit_fast.errors as errors
+    from avatarkit_fast.controller import AvatarController
+
+import controller_ops as ops  # noqa: E402
+
+
+def test_one_input(data: bytes) -> None:
+    ops.Run(AvatarController, errors, data, full_trace=False).run(max_ops=2000)
+
+
+def write_seeds(wire_seeds: dict, pcm: bytes) -> None:
+    """Seeds: a real conversation, an audio-only one, an interrupted one, a
+    stale one and a few random programs."""
+    import random
+
+    O = ops.OP
+    u16 = lambda n: struct.pack("<H", n)  # noqa: E731
+    real = pcm[: 2 * 16000]  # one second of the recording
+    normal = bytes([1, O["AUDIO"]]) + u16(3200) + real[:3200] + b"\0" + bytes([O["RAMP"]]) + u16(12800) + b"\x01" + bytes(
+        [O["FRAMES_STOCK"], 2, 0, 4, 0, O["TICKS"], 40, O["PAUSE"], O["TICKS"], 3, O["RESUME"], O["TICKS"], 63])
+    audio_only = bytes([2, O["RAMP"]]) + u16(8000) + b"\x03" + bytes([O["FRAMES_NONE"], 0, 0, O["TICKS"], 60,
+                                                                       O["FRAMES_STOCK"], 1, 3, 0, O["TICKS"], 5])
+    interrupted = bytes([9, O["RAMP"]]) + u16(4000) + b"\x00" + bytes([O["FRAMES_STOCK"], 1, 3, 0, O["TICKS"], 7,
+                                                                        O["INTERRUPT"], O["FRAMES_STOCK"], 1, 4, 3,
+                                                                        O["READ"]]) + u16(480) + bytes([O["FRAME"]])
+    stale = bytes([17, O["RAMP"]]) + u16(1600) + b"\x01" + bytes([O["RAMP"]]) + u16(1600) + b"\x00" + bytes(
+        [O["FRAMES_STOCK"], 1, 3, 1, O["FRAMES_RAW"], 1]) + u16(len(wire_seeds["anim-env0-1kf"])) + wire_seeds[
+        "anim-env0-1kf"] + bytes([0, O["TICKS"], 20, O["BAD_TYPE"], 2, O["CLOSE"], 0xC1, O["READ"]]) + u16(10)
+    seeds = {"normal": normal, "audio-only": audio_only, "interrupted": interrupted, "stale-and-close": stale}
+    for i in range(4):
+        seeds[f"random-{i}"] = ops.random_program(random.Random(i), n_ops=25)
+    out = CORPUS_ROOT / "controller"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in seeds.items():
+        (out / name).write_bytes(data)
+    print(f"controller: {len(seeds)} seeds, {sum(map(len, seeds.values()))} bytes")
+
+
+if __name__ == "__main__":
+    main(test_one_input, "controller")

@@ -1,0 +1,61 @@
+"""Reads a valgrind memcheck log and fails on any error in our extension
+modules: an invalid read, write or free, or a decision on uninitialised
+memory, whose stack passes through ``avatarkit_fast``'s compiled code.
+Errors wholly inside the interpreter or third-party libraries are counted
+and shown, not failed on.
+
+    python scripts/memcheck_report.py memcheck-valgrind.log
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import Counter
+
+HEAD = re.compile(r"^==\d+== (Invalid (?:read|write|free)|Mismatched free|Conditional jump|Use of uninitialised"
+                  r"|Syscall param|Source and destination overlap)")
+OURS = re.compile(r"avatarkit_fast|_[a-z]+_c\.c:|_[a-z]+_c\.cpython")
+BLANK = re.compile(r"^==\d+==\s*$")
+
+
+def blocks(lines):
+    """Valgrind error records: a head line up to the next bare ``==PID==`` line."""
+    cur = None
+    for line in lines:
+        if HEAD.match(line):
+            if cur:
+                yield cur
+            cur = [line]
+        elif cur is not None:
+            if BLANK.match(line):
+                yield cur
+                cur = None
+            else:
+                cur.append(line)
+    if cur:
+        yield cur
+
+
+def main(path: str) -> int:
+    with open(path, errors="replace") as f:
+        lines = f.read().splitlines()
+    ours, theirs = [], Counter()
+    for b in blocks(lines):
+        kind = HEAD.match(b[0]).group(1)
+        if any(OURS.search(x) for x in b):
+            ours.append(b)
+        else:
+            theirs[kind] += 1
+    summary = next((x for x in reversed(lines) if "ERROR SUMMARY" in x), "")
+    print(json.dumps({"errors_in_our_modules": len(ours), "other_errors": dict(theirs),
+                      "valgrind_summary": summary.split("== ", 1)[-1]}))
+    for b in ours[:20]:
+        print("\n".join(b), file=sys.stderr)
+        print(file=sys.stderr)
+    return 1 if ours else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
