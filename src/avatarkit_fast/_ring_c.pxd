@@ -1,0 +1,62 @@
+# C header of the compiled playout buffers (see _ring_c.pyx).
+cimport cython
+from cpython.buffer cimport Py_buffer
+from cpython.pythread cimport PyThread_type_lock
+from libc.stdint cimport int16_t
+
+
+@cython.final
+cdef class PcmRing:
+    cdef int16_t* _buf
+    cdef Py_ssize_t _capacity
+    cdef Py_ssize_t _cap
+    cdef Py_ssize_t _head
+    cdef readonly Py_ssize_t available
+    cdef int _carry
+    cdef PyThread_type_lock _lock
+    cdef bint _busy
+    cdef object _out_obj
+    cdef Py_buffer _out_view
+    cdef readonly Py_ssize_t last_request
+
+    cdef int _wait_idle(self) except -1
+    cdef int _acquire(self) except -1
+    cdef void _release(self) noexcept
+    cdef int _grow(self, Py_ssize_t need) except -1
+    cdef int16_t* _out_ptr(self, object out) except NULL
+    cdef void _release_out(self) noexcept
+    cpdef Py_ssize_t write(self, object data) except -1
+    cpdef Py_ssize_t read_into(self, object out, Py_ssize_t limit) except -1
+    cpdef clear(self)
+    cpdef bint drop_carry(self) except -1
+
+
+@cython.final
+cdef class KeyframeStore:
+    cdef object _arr
+    cdef float* _data
+    cdef Py_ssize_t _rows
+    cdef Py_ssize_t _cap
+    cdef Py_ssize_t _start
+    cdef Py_ssize_t _count
+    cdef Py_ssize_t _pending
+    cdef long long _first
+    cdef readonly long long total
+    cdef float _idle[120]
+    cdef readonly unsigned long long epoch
+    cdef object _out_obj
+    cdef Py_buffer _out_view
+
+    cdef int _set_array(self, object arr) except -1
+    cdef float* _out_ptr(self, object out) except NULL
+    cdef void _release_out(self) noexcept
+    cdef float* _row(self, long long index) except NULL
+    cpdef object free_rows(self)
+    cpdef reserve(self, Py_ssize_t n, long long floor)
+    cpdef add_pending(self, Py_ssize_t n)
+    cpdef Py_ssize_t commit(self, unsigned long long epoch) except -1
+    cpdef rollback(self)
+    cpdef clear(self)
+    cpdef copy_into(self, object out, long long index)
+    cpdef blend_into(self, object out, long long index, float t)
+    cpdef idle_into(self, object out)

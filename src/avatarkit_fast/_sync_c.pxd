@@ -1,0 +1,57 @@
+# C types for _sync_py.py compiled as _sync_c (the same source; _sync_c.py links to it).
+cimport cython
+from avatarkit_fast._ring_c cimport KeyframeStore, PcmRing
+
+
+@cython.final
+cdef class SyncEngine:
+    cdef PcmRing _pcm
+    cdef KeyframeStore _kf
+    cdef readonly long long sample_rate
+    cdef readonly long long fps
+    cdef readonly bint strict_sync
+    cdef readonly bint linear
+    cdef readonly long long max_wait_samples
+    cdef object _notify
+    cdef long long _no_limit
+    cdef readonly int state
+    cdef readonly bint closed
+    cdef readonly bint active
+    cdef readonly bint audio_ended
+    cdef readonly bint audio_only
+    cdef readonly bint anim_ended
+    cdef readonly bint started
+    cdef readonly bint paused
+    cdef readonly bint stalled
+    cdef bint _first_sent
+    cdef readonly long long played
+    cdef readonly long long waited
+    cdef readonly long long conversation
+    cdef readonly long long samples_received
+    cdef readonly long long samples_played
+    cdef readonly long long frames_received
+    cdef readonly long long frames_dropped_stale
+    cdef readonly long long frames_ignored
+    cdef readonly long long underrun_samples
+    cdef readonly long long stalls
+    cdef readonly long long conversations
+    cdef readonly long long interrupts
+    cdef readonly long long server_errors
+
+    cpdef check_open(self)
+    cpdef bint accepting(self) except -1
+    @cython.locals(n=Py_ssize_t)
+    cpdef Py_ssize_t push_audio(self, object data, bint end) except -1
+    @cython.locals(n=Py_ssize_t)
+    cpdef Py_ssize_t commit_frames(self, unsigned long long epoch, bint end) except -1
+    @cython.locals(k=Py_ssize_t, n=Py_ssize_t, limit=cython.longlong, total=cython.longlong,
+                   unstall=bint, stall=bint, finished=bint, first=bint)
+    cpdef Py_ssize_t read_audio_into(self, object buf) except -1
+    @cython.locals(total=cython.longlong, pos=cython.longlong, idx=cython.longlong, rem=cython.longlong)
+    cpdef current_frame_into(self, object buf)
+    @cython.locals(b=cython.longlong)
+    cpdef Py_ssize_t buffered_frames(self) except -1
+    cdef _reset(self)
+    @cython.locals(was_stalled=bint, old_state=int)
+    cdef _stop(self, bint notify)
+    cdef _emit(self, int kind, object arg)

@@ -1,0 +1,1 @@
+_sync_py.py

@@ -1,0 +1,372 @@
+"""The audio-clock synchronisation engine: conversation state machine, sample
+counting and keyframe pick.
+
+Plain integer state, written once: this file is the pure-Python engine and,
+compiled against ``_sync_c.pxd`` (``_sync_c.py`` is a link to this file), the
+compiled one.  The twins cannot drift.
+
+The clock is the count of conversation samples handed to the consumer
+(``played``).  After ``s`` samples the current keyframe is
+``floor(s * fps / sample_rate)``; nothing here reads wall time.
+
+Rules where the product description leaves room (documented in the README):
+
+* A conversation is PLAYING from its first audio on; until its first
+  animation arrives (or it is audio-only, or ``max_wait_samples`` of reads have
+  passed) reads return silence and consume no audio.  Start, stop and pause
+  take effect at read boundaries; the end of the audio and a ``strict_sync``
+  stall can fall inside a read (audio, then silence).
+* ``strict_sync`` lets sample ``s`` play only once keyframe
+  ``floor(s * fps / sample_rate)`` is there.  It waits only for an animation
+  that has begun and not ended: before the first keyframe ``max_wait_samples``
+  governs, and once the animation's ``end`` envelope arrived the last keyframe
+  holds for any audio past it.
+* A stall is a read that wanted conversation audio and got silence before the
+  audio's end (audio starvation in either mode, or a ``strict_sync`` wait).
+
+Threading: the compiled engine runs each method holding the GIL, so each call
+is atomic; the pure-Python engine relies on its caller (the controller) to
+serialise calls.  Events go to ``notify(kind, arg)`` at the end of a call,
+after the state is consistent.
+"""
+
+from __future__ import annotations
+
+from .errors import ClosedError
+
+__all__ = [
+    "SyncEngine",
+    "IDLE",
+    "PLAYING",
+    "PAUSED",
+    "EV_STATE",
+    "EV_STALL",
+    "EV_FIRST_FRAME",
+]
+
+IDLE = 0
+PLAYING = 1
+PAUSED = 2
+
+EV_STATE = 1  # arg: new state (int)
+EV_STALL = 2  # arg: True when a stall begins, False when it ends
+EV_FIRST_FRAME = 3  # arg: None; the conversation's first keyframe is current
+
+
+class SyncEngine:
+    # Methods declared in _sync_c.pxd carry no annotations: Cython would read
+    # ``int`` as "Python int object" and clash with the C types there.
+    """Drives one :class:`PcmRing` and one :class:`KeyframeStore` (either
+    implementation) from an audio clock made of the samples read."""
+
+    def __init__(
+        self,
+        pcm,
+        frames,
+        sample_rate: int,
+        fps: int,
+        strict_sync: bool,
+        linear: bool,
+        max_wait_samples: int,
+        notify,
+    ) -> None:
+        if sample_rate <= 0 or fps <= 0:
+            raise ValueError("sample_rate and fps must be positive")
+        if max_wait_samples < 0:
+            raise ValueError("max_wait_samples must be >= 0")
+        self._pcm = pcm
+        self._kf = frames
+        self.sample_rate = sample_rate
+        self.fps = fps
+        self.strict_sync = strict_sync
+        self.linear = linear
+        self.max_wait_samples = max_wait_samples
+        self._notify = notify
+        self._no_limit = 1 << 62
+        self.state = IDLE
+        self.closed = False
+        self.active = False
+        self.audio_ended = False
+        self.audio_only = False
+        self.anim_ended = False
+        self.started = False
+        self.paused = False
+        self.stalled = False
+        self._first_sent = False
+        self.played = 0
+        self.waited = 0
+        self.conversation = 0
+        # counters (never reset)
+        self.samples_received = 0
+        self.samples_played = 0
+        self.frames_received = 0
+        self.frames_dropped_stale = 0
+        self.frames_ignored = 0
+        self.underrun_samples = 0
+        self.stalls = 0
+        self.conversations = 0
+        self.interrupts = 0
+        self.server_errors = 0
+
+    # -- producer side -------------------------------------------------
+
+    def check_open(self):
+        if self.closed:
+            raise ClosedError("the controller is closed")
+
+    def accepting(self):
+        """True while audio continues the current conversation (it has not
+        been ended); otherwise the next audio starts a new one."""
+        return self.active and not self.audio_ended and not self.closed
+
+    def begin(self) -> None:
+        """Start a new conversation; an active one is cut off (an interrupt)."""
+        self.check_open()
+        was_stalled = self.stalled
+        old_state = self.state
+        if self.active:
+            self.interrupts += 1
+        self._reset()
+        self.active = True
+        self.conversation += 1
+        self.conversations += 1
+        self.state = PLAYING
+        if was_stalled:
+            self._emit(EV_STALL, False)
+        if old_state != PLAYING:
+            self._emit(EV_STATE, PLAYING)
+
+    def push_audio(self, data, end):
+        """Buffer PCM bytes of the current conversation; returns whole samples
+        stored.  ``end`` marks the conversation's last audio (a dangling half
+        sample is then dropped)."""
+        self.check_open()
+        if not self.active or self.audio_ended:
+            raise RuntimeError("no conversation accepts audio: call begin() first")
+        n = self._pcm.write(data)
+        self.samples_received += n
+        if end:
+            self._pcm.drop_carry()
+            self.audio_ended = True
+        return n
+
+    def reserve_frames(self, n: int) -> None:
+        """Room for ``n`` more pending keyframes; played ones may be dropped."""
+        self.check_open()
+        self._kf.reserve(n, self.played * self.fps // self.sample_rate)
+
+    def commit_frames(self, epoch, end):
+        """Publish the pending keyframes decoded under ``epoch``; returns how
+        many (0 if the conversation changed meanwhile)."""
+        self.check_open()
+        if epoch != self._kf.epoch or not self.active or self.audio_only:
+            self._kf.rollback()
+            return 0
+        n = self._kf.commit(epoch)
+        self.frames_received += n
+        if end:
+            self.anim_ended = True
+        return n
+
+    def add_frames(self, frames, end: bool = False) -> int:
+        """Append keyframes given as an array ((k, 120) float32-convertible)
+        rather than decoded from envelopes; returns how many were kept."""
+        self.check_open()
+        epoch = self._kf.epoch
+        self.reserve_frames(len(frames))
+        self._kf.stage(frames)
+        return self.commit_frames(epoch, end)
+
+    def set_audio_only(self) -> None:
+        """The current conversation has no animation: its audio plays whole
+        with the idle frame, and later animation for it is ignored."""
+        self.check_open()
+        if self.active:
+            self.audio_only = True
+
+    def drop_stale(self, frames: int) -> None:
+        self.frames_dropped_stale += frames
+
+    def ignore_frames(self, frames: int) -> None:
+        self.frames_ignored += frames
+
+    def count_server_error(self) -> None:
+        self.server_errors += 1
+
+    def interrupt(self) -> bool:
+        """Stop the current conversation at once; True if one was active."""
+        self.check_open()
+        if not self.active:
+            return False
+        self.interrupts += 1
+        self._stop(True)
+        return True
+
+    def pause(self) -> None:
+        self.check_open()
+        if self.active and not self.paused:
+            self.paused = True
+            self.state = PAUSED
+            self._emit(EV_STATE, PAUSED)
+
+    def resume(self) -> None:
+        self.check_open()
+        if self.active and self.paused:
+            self.paused = False
+            self.state = PLAYING
+            self._emit(EV_STATE, PLAYING)
+
+    def close(self) -> None:
+        """Drop everything; every later call raises ClosedError."""
+        if self.closed:
+            return
+        self._stop(False)
+        self.closed = True
+
+    # -- consumer side -------------------------------------------------
+
+    def read_audio_into(self, buf):
+        """Fill ``buf`` (int16) with the next samples, silence where there is
+        no conversation audio to play; returns the conversation samples in it."""
+        if self.closed:
+            raise ClosedError("the controller is closed")
+        if not self.active or self.paused:
+            self._pcm.read_into(buf, 0)
+            return 0
+        if not self.started:
+            if (
+                self._kf.total > 0
+                or self.audio_only
+                or self.waited >= self.max_wait_samples
+                or (self.audio_ended and self._pcm.available == 0)
+            ):
+                self.started = True
+            else:
+                self._pcm.read_into(buf, 0)
+                self.waited += self._pcm.last_request
+                return 0
+        limit = self._no_limit
+        if self.strict_sync and not self.audio_only and not self.anim_ended:
+            total = self._kf.total
+            if total > 0:
+                # sample s may play once keyframe floor(s * fps / sr) is there:
+                # s < ceil(total * sr / fps)
+                limit = (total * self.sample_rate + self.fps - 1) // self.fps - self.played
+        k = self._pcm.read_into(buf, limit)
+        n = self._pcm.last_request
+        self.played += k
+        self.samples_played += k
+        unstall = False
+        stall = False
+        finished = False
+        if k > 0 and self.stalled:
+            self.stalled = False
+            unstall = True
+        if self.audio_ended and self._pcm.available == 0:
+            finished = True
+        elif k < n:
+            self.underrun_samples += n - k
+            if not self.stalled:
+                self.stalled = True
+                self.stalls += 1
+                stall = True
+        first = False
+        if not self._first_sent and self._kf.total > 0 and not self.audio_only:
+            self._first_sent = True
+            first = True
+        if first:
+            self._emit(EV_FIRST_FRAME, None)
+        if unstall:
+            self._emit(EV_STALL, False)
+        if stall:
+            self._emit(EV_STALL, True)
+        if finished:
+            self._stop(True)
+        return k
+
+    def current_frame_into(self, buf):
+        """Write the keyframe for the current audio position into ``buf``
+        (float32, 120): ``floor(played * fps / sample_rate)``, blended with the
+        next at the fractional part when ``linear``; the last keyframe while
+        animation is late; the idle frame outside a playing animation."""
+        if self.closed:
+            raise ClosedError("the controller is closed")
+        total = self._kf.total
+        if not self.started or total == 0 or self.audio_only:
+            self._kf.idle_into(buf)
+            return
+        pos = self.played * self.fps
+        idx = pos // self.sample_rate
+        if idx >= total:
+            self._kf.copy_into(buf, total - 1)
+            return
+        rem = pos - idx * self.sample_rate
+        if self.linear and rem != 0 and idx + 1 < total:
+            self._kf.blend_into(buf, idx, rem / self.sample_rate)
+        else:
+            self._kf.copy_into(buf, idx)
+
+    # -- queries --------------------------------------------------------
+
+    def frame_index(self) -> int:
+        """Index of the keyframe the audio position calls for."""
+        return self.played * self.fps // self.sample_rate
+
+    def audio_time(self) -> float:
+        """Seconds of the current conversation played so far."""
+        return self.played / self.sample_rate
+
+    def buffered_frames(self):
+        """Keyframes held from the current one on (not yet passed by the audio)."""
+        if not self.active:
+            return 0
+        b = self._kf.total - self.played * self.fps // self.sample_rate
+        return b if b > 0 else 0
+
+    def stats(self) -> dict:
+        return {
+            "state": self.state,
+            "buffered_audio_ms": self._pcm.available * 1000.0 / self.sample_rate,
+            "buffered_frames": self.buffered_frames(),
+            "samples_received": self.samples_received,
+            "samples_played": self.samples_played,
+            "frames_received": self.frames_received,
+            "frames_dropped_stale": self.frames_dropped_stale,
+            "frames_ignored": self.frames_ignored,
+            "underrun_samples": self.underrun_samples,
+            "stalls": self.stalls,
+            "conversations": self.conversations,
+            "interrupts": self.interrupts,
+            "server_errors": self.server_errors,
+        }
+
+    # -- internals -------------------------------------------------------
+
+    def _reset(self):
+        self._pcm.clear()
+        self._kf.clear()
+        self.active = False
+        self.audio_ended = False
+        self.audio_only = False
+        self.anim_ended = False
+        self.started = False
+        self.paused = False
+        self.stalled = False
+        self._first_sent = False
+        self.played = 0
+        self.waited = 0
+
+    def _stop(self, notify):
+        was_stalled = self.stalled
+        old_state = self.state
+        self._reset()
+        self.state = IDLE
+        if notify:
+            if was_stalled:
+                self._emit(EV_STALL, False)
+            if old_state != IDLE:
+                self._emit(EV_STATE, IDLE)
+
+    def _emit(self, kind, arg):
+        if self._notify is not None:
+            self._notify(kind, arg)
