@@ -18,6 +18,7 @@ from .errors import (
     SessionTimeout,
     UpstreamUnavailable,
 )
+from .controller import AvatarController, ConversationState
 from .session import AvatarSession, ConnectionState, fetch_session_token
 
 __version__ = "0.1.0"
@@ -26,12 +27,14 @@ __all__ = [
     "AudioDeviceError",
     "AuthenticationFailed",
     "AvatarKitError",
+    "AvatarController",
     "AvatarSession",
     "BufferFull",
     "ClosedError",
     "ConcurrencyLimit",
     "ConnectionFailed",
     "ConnectionState",
+    "ConversationState",
     "CreditsExhausted",
     "DecodeError",
     "EncodeError",

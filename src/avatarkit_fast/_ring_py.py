@@ -173,6 +173,9 @@ class PcmRing:
             dst[k:] = 0
         return k
 
+    def release_buffers(self) -> None:
+        """Nothing to give back: this twin holds no caller buffer between calls."""
+
     def clear(self) -> None:
         """Drop every buffered sample and any carried half sample."""
         self._head = 0
@@ -331,6 +334,9 @@ class KeyframeStore:
         np.subtract(b, a, out=dst)
         dst *= np.float32(t)
         dst += a
+
+    def release_buffers(self) -> None:
+        """Nothing to give back: this twin holds no caller buffer between calls."""
 
     def idle_into(self, out) -> None:
         dst = _frame_view(out)

@@ -1,0 +1,513 @@
+"""Host-mode controller: the AvatarKit client SDKs' host-mode API in Python.
+
+The network side hands in speech audio (:meth:`AvatarController.yield_audio_data`)
+and the server's animation envelopes (:meth:`~AvatarController.yield_frames_data`);
+the playout side (an audio device callback, a video or RTC pump) pulls audio with
+:meth:`~AvatarController.read_audio_into` and the matching keyframe with
+:meth:`~AvatarController.current_frame_into`.  The keyframe shown is a function of
+the audio samples read, never of wall time.
+
+This module is a thin façade over :mod:`avatarkit_fast.ring` (the PCM ring and the
+keyframe store) and :mod:`avatarkit_fast.sync` (the engine); animation envelopes
+are decoded by :mod:`avatarkit_fast.wire` straight into the keyframe store.
+
+Choices where the product description is silent:
+
+* The conversation id is a fresh random hex string per conversation.
+  :meth:`~AvatarController.get_current_conversation_id` returns it while the
+  conversation is in progress (waiting for animation, playing or paused) and None
+  once it has played to its end, after :meth:`~AvatarController.interrupt` and
+  after :meth:`~AvatarController.close`.
+* ``yield_frames_data`` returns True when the envelopes were taken for the current
+  conversation (or ``[]``/None put it in audio-only mode), False when they were
+  dropped (stale id, audio-only conversation).  Server error envelopes go to
+  ``on_error`` in either case.  Envelopes of other types (not 4 or 5) are skipped.
+* ``on_error`` receives an :class:`~avatarkit_fast.errors.AvatarKitError`:
+  :class:`~avatarkit_fast.errors.ServerError` for a server error envelope, an
+  ``AvatarKitError`` whose ``__cause__`` is the original exception when a user
+  callback raised.  Callbacks run on the thread whose call caused the event (the
+  consumer thread for end, stall and first frame): keep them short.
+* ``on_first_frame(conversation_id)`` fires once per conversation, at the first
+  read at which a keyframe of it is current.
+* ``pause()`` with no conversation in progress does nothing; a new conversation
+  starts unpaused.  ``close()`` may be called more than once; every other call
+  after it raises :class:`~avatarkit_fast.errors.ClosedError`.
+* The last buffers passed to ``read_audio_into`` / ``current_frame_into`` stay
+  exported (compiled engine) until other buffers are passed or ``close()``: the
+  per-tick cost is then a pointer compare.  Such a buffer cannot be resized
+  meanwhile.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import logging
+import math
+import threading
+import uuid
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from . import wire
+from ._compat import NO_EXTENSIONS
+from .errors import AvatarKitError, BufferFull, ClosedError, DecodeError, ServerError
+
+__all__ = [
+    "AvatarController",
+    "ConversationState",
+    "ControllerStats",
+    "SAMPLE_RATES",
+    "SYNC_MODES",
+    "INTERPOLATIONS",
+]
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+SYNC_MODES = ("audio_independent", "strict_sync")
+INTERPOLATIONS = ("none", "linear")
+KEYFRAME_FLOATS = 120
+
+# Event kinds of the sync engine (same values in both twins).
+_EV_STATE = 1
+_EV_STALL = 2
+_EV_FIRST_FRAME = 3
+
+
+class ConversationState(enum.IntEnum):
+    """Where the controller is: no conversation, one in progress, or paused."""
+
+    IDLE = 0
+    PLAYING = 1
+    PAUSED = 2
+
+
+class ControllerStats(dict):
+    """A snapshot of the controller's counters; keys are also attributes.
+
+    - ``buffered_audio_ms``: audio buffered and not yet read, in milliseconds.
+    - ``buffered_frames``: keyframes held from the current one on.
+    - ``frames_received``: keyframes taken for their (current) conversation.
+    - ``frames_dropped_stale``: keyframes dropped for a stale conversation id.
+    - ``frames_ignored``: keyframes dropped because their conversation is audio-only.
+    - ``underrun_samples``: silence samples read inside a playing conversation
+      before its audio ended (audio starvation, ``strict_sync`` waits).
+    - ``stalls``: how many times such silence began.
+    - ``conversations``: conversations started; ``interrupts``: conversations cut
+      short (``interrupt()``, or a new conversation while one was in progress).
+    - ``samples_received`` / ``samples_played``: whole PCM samples yielded / read
+      as conversation audio; ``server_errors``: server error envelopes seen.
+    - ``state``: the :class:`ConversationState` at the snapshot.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _modules(impl: Optional[str]):
+    if impl is None:
+        tag = "py" if NO_EXTENSIONS else "c"
+    elif impl in ("c", "py"):
+        tag = impl
+    else:
+        raise ValueError(f"_impl must be 'c', 'py' or None, got {impl!r}")
+    if tag == "c":
+        try:
+            return tag, importlib.import_module("avatarkit_fast._ring_c"), importlib.import_module(
+                "avatarkit_fast._sync_c"
+            )
+        except ImportError:
+            if impl == "c":
+                raise
+            tag = "py"  # pragma: no cover - source tree without a build
+    return tag, importlib.import_module("avatarkit_fast._ring_py"), importlib.import_module(
+        "avatarkit_fast._sync_py"
+    )
+
+
+def _check_callback(name: str, cb: Any) -> Any:
+    if cb is not None and not callable(cb):
+        raise TypeError(f"{name} must be callable or None, got {type(cb).__name__}")
+    return cb
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, (bool, int, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
+class AvatarController:
+    """Host-mode playout of one avatar: speech audio and animation in, audio
+    samples and the matching FLAME keyframe out.
+
+    ``sample_rate``: one of 8000, 16000, 22050, 24000, 32000, 44100, 48000 (Hz) of
+    the s16le mono PCM given and read.  ``fps``: keyframes per second of the
+    animation (25 for AvatarKit).  ``sync_mode``: ``"audio_independent"`` (audio
+    never waits for animation) or ``"strict_sync"`` (audio waits for the keyframe
+    it needs).  ``interpolation``: ``"none"`` or ``"linear"``.
+    ``max_frame_wait``: seconds of reads a conversation waits for its first
+    animation before its audio starts anyway.  ``max_buffer_seconds``: cap of the
+    buffered audio (and of the unplayed keyframes); past it ``BufferFull``.
+    ``idle_frame``: the 120 floats shown outside a playing animation (zeros).
+
+    Thread safety: one producer thread (``yield_*``) and one consumer thread
+    (``read_audio*``, ``current_frame*``) may call at once; ``interrupt``, ``pause``,
+    ``resume`` and ``close`` from any thread.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        fps: int = 25,
+        sync_mode: str = "audio_independent",
+        interpolation: str = "none",
+        on_conversation_state: Optional[Callable[[ConversationState], Any]] = None,
+        on_error: Optional[Callable[[AvatarKitError], Any]] = None,
+        on_first_frame: Optional[Callable[[str], Any]] = None,
+        on_playback_stall: Optional[Callable[[bool], Any]] = None,
+        *,
+        max_frame_wait: float = 1.0,
+        max_buffer_seconds: float = 300.0,
+        idle_frame: Any = None,
+        _impl: Optional[str] = None,
+    ) -> None:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+            raise TypeError(f"sample_rate must be an int, got {type(sample_rate).__name__}")
+        if sample_rate not in SAMPLE_RATES:
+            raise ValueError(f"unsupported sample_rate {sample_rate}: expected one of {SAMPLE_RATES}")
+        if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)):
+            raise TypeError(f"fps must be an int, got {type(fps).__name__}")
+        if not 1 <= fps <= 1000:
+            raise ValueError(f"fps must be in 1..1000, got {fps}")
+        if not isinstance(sync_mode, str) or not isinstance(interpolation, str):
+            raise TypeError("sync_mode and interpolation must be str")
+        if sync_mode not in SYNC_MODES:
+            raise ValueError(f"sync_mode must be one of {SYNC_MODES}, got {sync_mode!r}")
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+        for name, value in (("max_frame_wait", max_frame_wait), ("max_buffer_seconds", max_buffer_seconds)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        if not (max_frame_wait >= 0 and math.isfinite(max_frame_wait)):
+            raise ValueError(f"max_frame_wait must be a finite number >= 0, got {max_frame_wait}")
+        if not (max_buffer_seconds > 0 and math.isfinite(max_buffer_seconds)):
+            raise ValueError(f"max_buffer_seconds must be a finite number > 0, got {max_buffer_seconds}")
+
+        self._on_state = _check_callback("on_conversation_state", on_conversation_state)
+        self._on_error = _check_callback("on_error", on_error)
+        self._on_first_frame = _check_callback("on_first_frame", on_first_frame)
+        self._on_stall = _check_callback("on_playback_stall", on_playback_stall)
+
+        self.sample_rate = int(sample_rate)
+        self.fps = int(fps)
+        self.sync_mode = sync_mode
+        self.interpolation = interpolation
+        self.max_frame_wait = float(max_frame_wait)
+        self.max_buffer_seconds = float(max_buffer_seconds)
+
+        tag, ring, sync = _modules(_impl)
+        self._impl = tag
+        self._pcm = ring.PcmRing(max(1, int(round(max_buffer_seconds * sample_rate))))
+        # Unplayed keyframes for the same span, plus the current and next one.
+        self._frames = ring.KeyframeStore(int(math.ceil(max_buffer_seconds * fps)) + 2)
+        if idle_frame is not None:
+            self._frames.set_idle(idle_frame)
+        self._engine = sync.SyncEngine(
+            self._pcm,
+            self._frames,
+            self.sample_rate,
+            self.fps,
+            sync_mode == "strict_sync",
+            interpolation == "linear",
+            int(round(max_frame_wait * sample_rate)),
+            self._notify,
+        )
+        # Serialises the producer side (and, with the pure-Python engine, every
+        # call).  Reentrant: callbacks run under it and may call back in.
+        self._lock = threading.RLock()
+        self._cid: Optional[str] = None
+        self._in_on_error = False
+        if tag == "c":
+            # The compiled engine runs each call holding the GIL, atomically:
+            # the playout methods need no lock, so bind them straight through
+            # (the tick is then two C calls and nothing else).
+            self.read_audio_into = self._engine.read_audio_into  # type: ignore[method-assign]
+            self.current_frame_into = self._engine.current_frame_into  # type: ignore[method-assign]
+
+    # -- producer side ---------------------------------------------------------
+
+    def yield_audio_data(self, pcm: Any, end: bool = False) -> str:
+        """Buffer raw PCM (s16le mono, any bytes-like, any length: a half sample
+        is carried) for the current conversation; returns its id.
+
+        The first call, and the first call after one with ``end=True``, starts
+        a new conversation (cutting off one still in progress).  Raises
+        TypeError for a non-bytes-like ``pcm``, BufferFull past the cap (nothing
+        buffered is lost and nothing of ``pcm`` is kept).
+        """
+        if end.__class__ is not bool:
+            end = _as_bool(end, "end")
+        engine = self._engine
+        with self._lock:
+            if engine.accepting():
+                engine.push_audio(pcm, end)
+                return self._cid  # type: ignore[return-value]
+            engine.check_open()
+            try:
+                nbytes = memoryview(pcm).nbytes
+            except TypeError:
+                raise TypeError(
+                    f"pcm must be a bytes-like object, got {type(pcm).__name__}"
+                ) from None
+            if nbytes // 2 > self._pcm.max_samples:
+                raise BufferFull(
+                    f"{nbytes // 2} samples exceed the audio cap of {self._pcm.max_samples}"
+                )
+            self._cid = uuid.uuid4().hex
+            engine.begin()
+            engine.push_audio(pcm, end)
+            return self._cid
+
+    def yield_frames_data(self, envelopes: Any, conversation_id: Optional[str]) -> bool:
+        """Take the server's serialized envelopes for ``conversation_id``.
+
+        Animation for the current conversation is decoded straight into the
+        keyframe store; ``[]`` or None puts it in audio-only mode.  Envelopes for
+        another id are dropped and counted.  A malformed envelope raises
+        DecodeError and nothing of the call is kept; server error envelopes go
+        to ``on_error``.  Returns True if taken, False if dropped.
+        """
+        self._engine.check_open()
+        if envelopes is None:
+            envs: Any = ()
+        elif isinstance(envelopes, (list, tuple)):
+            envs = envelopes
+        else:
+            raise TypeError(
+                f"envelopes must be a list of bytes-like envelopes or None, got {type(envelopes).__name__}"
+            )
+        for env in envs:
+            if not isinstance(env, (bytes, bytearray, memoryview)):
+                raise TypeError(f"an envelope must be bytes-like, got {type(env).__name__}")
+        if conversation_id is not None and not isinstance(conversation_id, str):
+            raise TypeError(f"conversation_id must be a str, got {type(conversation_id).__name__}")
+        engine = self._engine
+        errors: list[AvatarKitError] = []
+        with self._lock:
+            current = self._cid if engine.active else None
+            if conversation_id is None or conversation_id != current:
+                drop = "stale"
+            elif not envs:
+                engine.set_audio_only()
+                return True
+            elif engine.audio_only:
+                drop = "ignored"
+            else:
+                drop = ""
+                epoch = self._frames.epoch
+        if drop:
+            n = sum(self._count(env, errors) for env in envs)
+            with self._lock:
+                if drop == "stale":
+                    engine.drop_stale(n)
+                else:
+                    engine.ignore_frames(n)
+            self._report_all(errors)
+            return False
+        end = False
+        try:
+            for env in envs:
+                end = self._decode_one(env, errors) or end
+        except BaseException:
+            with self._lock:
+                self._frames.rollback()
+            raise
+        with self._lock:
+            pending = self._frames.pending
+            taken = engine.commit_frames(epoch, end)
+            if taken == 0 and pending:
+                # The conversation changed while we decoded: these are stale now.
+                engine.drop_stale(pending)
+                taken = -1
+        self._report_all(errors)
+        return taken >= 0
+
+    def _decode_one(self, env: Any, errors: list) -> bool:
+        frames = self._frames
+        try:
+            msg = wire.decode_animation_into(env, frames.free_rows())
+        except BufferFull:
+            n = wire.count_keyframes(env)
+            with self._lock:
+                self._engine.reserve_frames(n)
+            msg = wire.decode_animation_into(env, frames.free_rows())
+        except DecodeError:
+            other = wire.decode_message(env)  # DecodeError again if malformed
+            if other.type == 4:
+                errors.append(self._server_error(other))
+            elif other.type == 5:  # pragma: no cover - the decoders disagree
+                raise
+            return False
+        with self._lock:
+            frames.add_pending(len(msg.frames))
+        return bool(msg.end)
+
+    def _count(self, env: Any, errors: list) -> int:
+        try:
+            return wire.count_keyframes(env)
+        except DecodeError:
+            try:
+                other = wire.decode_message(env)
+            except DecodeError:
+                return 0
+            if other.type == 4:
+                errors.append(self._server_error(other))
+            return 0
+
+    def _server_error(self, msg: Any) -> ServerError:
+        with self._lock:
+            self._engine.count_server_error()
+        err = ServerError(f"motion server error {msg.code}: {msg.message}", msg.code)
+        err.server_message = msg.message  # type: ignore[attr-defined]
+        err.req_id = msg.req_id  # type: ignore[attr-defined]
+        return err
+
+    def get_current_conversation_id(self) -> Optional[str]:
+        """The id of the conversation in progress, or None."""
+        return self._cid if self._engine.active else None
+
+    def interrupt(self) -> None:
+        """Stop at once: buffers cleared, reads return silence, state IDLE, late
+        animation for the old conversation dropped."""
+        with self._lock:
+            self._engine.interrupt()
+
+    def pause(self) -> None:
+        """Reads return silence and the clock stands until :meth:`resume`."""
+        with self._lock:
+            self._engine.pause()
+
+    def resume(self) -> None:
+        """Continue from the same sample."""
+        with self._lock:
+            self._engine.resume()
+
+    def close(self) -> None:
+        """Drop everything and release the caller's buffers; later calls raise
+        ClosedError.  Calling it again does nothing."""
+        with self._lock:
+            self._engine.close()
+            self._pcm.release_buffers()
+            self._frames.release_buffers()
+
+    def __enter__(self) -> "AvatarController":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- consumer side -----------------------------------------------------------
+
+    def read_audio_into(self, buf: Any) -> int:
+        """Fill ``buf`` (a writable C-contiguous int16 buffer) with the next
+        samples, silence where no conversation audio is due; returns how many
+        samples of conversation audio it holds (at the start of ``buf``)."""
+        with self._lock:
+            return self._engine.read_audio_into(buf)
+
+    def current_frame_into(self, buf: Any) -> None:
+        """Write the keyframe for the current audio position into ``buf`` (a
+        writable C-contiguous float32 buffer of 120 items)."""
+        with self._lock:
+            self._engine.current_frame_into(buf)
+
+    def read_audio(self, n: int) -> np.ndarray:
+        """The next ``n`` samples as a new int16 array (see :meth:`read_audio_into`)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"n must be an int, got {type(n).__name__}")
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        buf = np.empty(int(n), dtype=np.int16)
+        self.read_audio_into(buf)
+        return buf
+
+    def current_frame(self) -> np.ndarray:
+        """The keyframe for the current audio position, a new float32 (120,) array."""
+        buf = np.empty(KEYFRAME_FLOATS, dtype=np.float32)
+        self.current_frame_into(buf)
+        return buf
+
+    def get_audio_time(self) -> float:
+        """Seconds of the current conversation played (0.0 outside one)."""
+        return self._engine.audio_time()
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def state(self) -> ConversationState:
+        return ConversationState(self._engine.state)
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._engine.closed)
+
+    @property
+    def stats(self) -> ControllerStats:
+        """A snapshot of the counters (see :class:`ControllerStats`)."""
+        with self._lock:
+            snap = ControllerStats(self._engine.stats())
+        snap["state"] = ConversationState(snap["state"])
+        return snap
+
+    def __repr__(self) -> str:
+        return (
+            f"<AvatarController {self.sample_rate} Hz {self.fps} fps {self.sync_mode} "
+            f"{self.interpolation} {self.state.name} impl={self._impl}>"
+        )
+
+    # -- events ------------------------------------------------------------------
+
+    def _notify(self, kind: int, arg: Any) -> None:
+        # Called by the engine, possibly from the consumer thread inside a read:
+        # never lets an exception escape into the engine.
+        if kind == _EV_STATE:
+            cb, args, name = self._on_state, (ConversationState(arg),), "on_conversation_state"
+        elif kind == _EV_STALL:
+            cb, args, name = self._on_stall, (bool(arg),), "on_playback_stall"
+        elif kind == _EV_FIRST_FRAME:
+            cb, args, name = self._on_first_frame, (self._cid,), "on_first_frame"
+        else:  # pragma: no cover
+            return
+        if cb is None:
+            return
+        try:
+            cb(*args)
+        except Exception as exc:
+            err = AvatarKitError(f"{name} callback raised {type(exc).__name__}: {exc}")
+            err.__cause__ = exc
+            self._report(err)
+
+    def _report_all(self, errors: list) -> None:
+        for err in errors:
+            self._report(err)
+
+    def _report(self, err: AvatarKitError) -> None:
+        cb = self._on_error
+        if cb is None or self._in_on_error:
+            logger.error("%s", err, exc_info=err.__cause__)
+            return
+        self._in_on_error = True
+        try:
+            cb(err)
+        except Exception:
+            logger.exception("on_error callback raised while reporting: %s", err)
+        finally:
+            self._in_on_error = False
