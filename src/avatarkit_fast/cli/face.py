@@ -73,7 +73,7 @@ class FaceRenderer:
         z = math.sqrt(max(0.0, 1.0 - x * x - y * y)) + lift
         return (x, y, z)
 
-    def render(self, keyframe: Sequence[float]):
+    def render(self, keyframe: Sequence[float], label: str = ""):
         from PIL import Image, ImageDraw
 
         k = np.asarray(keyframe, dtype=np.float64)
@@ -88,9 +88,10 @@ class FaceRenderer:
         pose = (k[_R:_R + 3] + k[_N:_N + 3]) * self._gain
         # Pitch and yaw turn the face over the sphere; roll is applied too.
         rot = _rotation(np.array([-pose[0], pose[1], pose[2]]))
-        jaw = _clip(float(k[_J]), -0.05, 0.5)
+        jaw = _clip(float(k[_J]), -0.05, 0.6)
         expr = k[_X:_X + 4]
-        open_ = _clip(jaw * 3.2 + 0.015 * expr[0], 0.0, 0.55)  # in head radii
+        # Opening in head radii: steep for the small angles of real speech, saturating.
+        open_ = _clip(0.5 * (1.0 - math.exp(-max(jaw, 0.0) / 0.14)) + 0.015 * expr[0], 0.0, 0.55)
         smile = _clip(0.04 * expr[1], -0.12, 0.12)
         width = 0.34 * (1.0 + _clip(0.05 * expr[0] - 0.6 * jaw, -0.25, 0.2))
 
@@ -160,6 +161,8 @@ class FaceRenderer:
                 d.polygon(self._project(teeth, rot, center, radius), fill=_TEETH)
         if self._ss > 1:
             img = img.resize((self.size, self.size), Image.LANCZOS)
+        if label:
+            ImageDraw.Draw(img).text((4, self.size - 14), label, fill=_OUTLINE)
         return img
 
 
@@ -206,7 +209,8 @@ def write_face_video(
     frames = []
     palette = None
     for i in range(max(n, 1)):
-        img = renderer.render(kf[i] if n else np.zeros(120, np.float32))
+        # The time label also keeps every frame distinct (GIF writers merge equal ones).
+        img = renderer.render(kf[i] if n else np.zeros(120, np.float32), f"{i / fps:5.2f} s")
         if palette is None:
             # One palette for the whole film keeps colours steady between frames.
             palette = img.quantize(colors=64, method=Image.Quantize.MEDIANCUT)
@@ -237,7 +241,7 @@ def _write_mp4(path, renderer, kf, fps, audio, sample_rate, progress) -> None:
             except Exception:  # older PyAV names it differently; default is fine
                 pass
         for i in range(n):
-            frame = av.VideoFrame.from_image(renderer.render(kf[i]))
+            frame = av.VideoFrame.from_image(renderer.render(kf[i], f"{i / fps:5.2f} s"))
             frame.pts = i
             frame.time_base = Fraction(1, fps)
             for pkt in vs.encode(frame):
