@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import AudioDeviceError, AvatarKitError
 
-__all__ = ["Playout", "Tick", "VirtualClock", "SoundDevicePlayer", "AudioDeviceError"]
+__all__ = ["AudioDeviceError", "Playout", "SoundDevicePlayer", "Tick", "VirtualClock", "check_output_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +155,24 @@ class VirtualClock:
             yield self.step()
 
 
+def check_output_device(device: Any = None) -> str:
+    """The name of the output device that :class:`SoundDevicePlayer` would use.
+
+    Raises :class:`~avatarkit_fast.errors.AudioDeviceError`, saying what to do
+    instead, when there is none."""
+    sd = SoundDevicePlayer._import_sounddevice()
+    try:
+        info = sd.query_devices(device, kind="output")
+    except (sd.PortAudioError, ValueError) as exc:
+        raise AudioDeviceError(_no_device(exc)) from None
+    return str(info.get("name", "")) if isinstance(info, dict) else str(info)
+
+
+def _no_device(exc: BaseException) -> str:
+    return (f"no sound output device ({exc}); write to files instead: avatarkit-fast demo --out DIR, "
+            "or drive the controller with avatarkit_fast.playback.VirtualClock")
+
+
 class SoundDevicePlayer:
     """Plays a controller's audio through a PortAudio output stream.
 
@@ -252,10 +270,7 @@ class SoundDevicePlayer:
                 callback=self._callback,
             )
         except (sd.PortAudioError, ValueError) as exc:
-            raise AudioDeviceError(
-                f"no sound output device ({exc}); write to files instead: avatarkit-fast demo --out DIR, "
-                "or drive the controller with avatarkit_fast.playback.VirtualClock"
-            ) from None
+            raise AudioDeviceError(_no_device(exc)) from None
         self._reporter = threading.Thread(target=self._report_loop, name="avatarkit-playback-errors", daemon=True)
         self._reporter.start()
         stream.start()

@@ -88,6 +88,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    from ..errors import AvatarKitError
+
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
@@ -112,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except AvatarKitError as exc:
+        # Failures of the run itself (no sound device, a server error): one line too.
+        print(f"{PROG} {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
         return 130

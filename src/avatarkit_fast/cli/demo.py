@@ -175,30 +175,63 @@ class _SpatiusBackend:
         await self._session.close()
 
 
+class _EnvelopeTap:
+    """Stands where ``session.AvatarSession`` expects a controller, on the
+    backend: it keeps no audio and hands each animation envelope to the relay."""
+
+    def __init__(self, sample_rate: int, on_envelope) -> None:
+        self.sample_rate = sample_rate
+        self._on_envelope = on_envelope
+        self._n = 0
+        self._current: Optional[str] = None
+        self._open = False
+
+    def yield_audio_data(self, pcm, end: bool = False) -> str:
+        if not self._open:
+            self._n += 1
+            self._current = f"utterance-{self._n}"
+        self._open = not end
+        return self._current
+
+    def yield_frames_data(self, envelopes, conversation_id: str) -> bool:
+        from .. import wire
+
+        for env in envelopes or ():
+            msg = wire.decode_message(env)
+            self._on_envelope(env, bool(getattr(msg, "end", False)))
+        return True
+
+    def get_current_conversation_id(self) -> Optional[str]:
+        return self._current
+
+    def interrupt(self) -> None:
+        self._current = None
+        self._open = False
+
+
 class _BuiltinBackend:
-    """The package's own protocol client (``avatarkit_fast.session``)."""
+    """The package's own protocol client (``avatarkit_fast.session``) as the
+    backend's server session."""
 
     name = "built-in session"
 
     def __init__(self, console: str, ingress: str, sample_rate: int, on_envelope) -> None:
-        from .. import session as sessions
-
-        self._mod = sessions
-        self._console, self._ingress, self._rate = console, ingress, sample_rate
-        self._on_envelope = on_envelope
+        self._console, self._ingress = console, ingress
+        self._tap = _EnvelopeTap(sample_rate, on_envelope)
         self._session = None
 
     async def start(self) -> None:
-        s = self._mod
-        token = await s.fetch_session_token(self._console, DEMO_KEY)
-        self._session = s.AvatarSession(
-            self._ingress, avatar_id=DEMO_AVATAR, app_id=DEMO_APP, session_token=token,
-            sample_rate=self._rate, on_envelope=self._on_envelope,
+        from .. import session as sessions
+
+        token = await sessions.fetch_session_token(self._console, DEMO_KEY)
+        self._session = sessions.AvatarSession(
+            self._tap, self._ingress, app_id=DEMO_APP, session_token=token, avatar_id=DEMO_AVATAR,
         )
         await self._session.start()
 
     async def send_audio(self, pcm: bytes, end: bool) -> str:
-        return await self._session.send(pcm, end=end)
+        await self._session.send(pcm, end)
+        return self._session.current_req_id
 
     async def interrupt(self) -> None:
         await self._session.interrupt()
@@ -312,13 +345,16 @@ class _Recorder:
         playing = _is_playing(ctrl)
         st = ctrl.stats
         under0, stalls0 = _stat(st, "underrun_samples"), _stat(st, "stalls")
+        interrupts0 = _stat(st, "interrupts")
         tick = clock.step()
         n = len(tick.audio)
         self.frames[i] = tick.frame
         self.audio[self.samples:self.samples + n] = tick.audio
         self.audio_time[i] = t_audio
-        self.playing[i] = playing
         st = ctrl.stats
+        # Fed live from another thread, the controller may have been interrupted
+        # between the snapshot and the frame: such a frame is not measured.
+        self.playing[i] = playing and _stat(st, "interrupts") == interrupts0
         self.stall[i] = (_stat(st, "underrun_samples") > under0) or (_stat(st, "stalls") > stalls0) \
             or _stat(st, "stalled", False)
         if self.start_sample is None:
@@ -595,7 +631,9 @@ def _live(args, utt: Utterance, ctrl, progress: Optional[Progress]) -> tuple[Net
 
     def on_arrival(a: Arrival) -> None:
         log_box.arrivals.append(a)
-        receiver.feed(a.data)
+        frame = receiver.feed(a.data)
+        if a.kind == "interrupt" or (a.kind == "audio" and frame.end):
+            state["network_done"] = True  # nothing more of this utterance will come
 
     def playout(live: _Live) -> None:
         try:
@@ -610,7 +648,7 @@ def _live(args, utt: Utterance, ctrl, progress: Optional[Progress]) -> tuple[Net
                 source = ctrl
             clock = VirtualClock(source, fps=args.fps, sample_rate=utt.sample_rate, realtime=True)
             tail = 0
-            while clock.index < cap:
+            while clock.index < cap and not state.get("closed"):
                 if args.interrupt_at is not None and state["interrupted_at"] is None \
                         and clock.time >= args.interrupt_at:
                     state["interrupted_at"] = clock.time
@@ -627,6 +665,7 @@ def _live(args, utt: Utterance, ctrl, progress: Optional[Progress]) -> tuple[Net
                 player.stop()
                 rec.audio[:tap.n] = tap.buf[:tap.n]
                 rec.samples = tap.n
+                rec.start_sample = tap.start_sample
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             state["error"] = exc
         finally:
@@ -644,6 +683,7 @@ def _live(args, utt: Utterance, ctrl, progress: Optional[Progress]) -> tuple[Net
         finally:
             start_evt.set()
             state["network_done"] = True
+            state["closed"] = True
         await asyncio.get_running_loop().run_in_executor(None, thread.join)
         log.arrivals = log_box.arrivals
         return log
@@ -668,11 +708,17 @@ class _PlayTap:
         self.buf = np.zeros(cap_samples, np.int16)
         self.n = 0
 
+    start_sample: Optional[int] = None
+
     def read_audio_into(self, buf) -> None:
         self.ctrl.read_audio_into(buf)
         m = min(len(buf), len(self.buf) - self.n)
         self.buf[self.n:self.n + m] = buf[:m]
         self.n += m
+        if self.start_sample is None:
+            played = int(round(self.ctrl.get_audio_time() * self.ctrl.sample_rate))
+            if played > 0:
+                self.start_sample = self.n - played
 
     def current_frame_into(self, buf) -> None:
         self.ctrl.current_frame_into(buf)
@@ -860,9 +906,9 @@ def run_demo(args) -> int:
     except ImportError:
         raise UsageError("the pictures need Pillow: pip install 'avatarkit-fast[demo]'") from None
     if args.play:
-        from ..playback import SoundDevicePlayer
+        from ..playback import check_output_device
 
-        SoundDevicePlayer._import_sounddevice()  # fail early, with the way out
+        check_output_device()  # fail early, with the way out
     utt = _load_input(args)
     out = Path(args.out)
     try:
