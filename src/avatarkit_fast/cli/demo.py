@@ -332,7 +332,22 @@ class _Recorder:
         self.n = 0
         self.samples = 0
         self.start_sample: Optional[int] = None
+        self.first_frame: Optional[int] = None
         self.cap = cap_frames
+        self._conv_key: Any = None
+        self._base = 0
+
+    def _conversation_samples(self, st) -> int:
+        """Samples of the current conversation played, from the controller's counters.
+
+        ``samples_played`` counts every conversation's samples (never silence);
+        its value when a conversation began (or was interrupted) is the base.
+        """
+        key = (_stat(st, "conversations"), _stat(st, "interrupts"))
+        if key != self._conv_key:
+            self._conv_key = key
+            self._base = _stat(st, "samples_played")
+        return int(_stat(st, "samples_played")) - int(self._base)
 
     def tick(self, clock) -> None:
         ctrl = self.ctrl
@@ -341,24 +356,26 @@ class _Recorder:
             clock.stop()
             return
         # Taken with the frame, at the frame's start (before its audio is read).
-        t_audio = ctrl.get_audio_time()
-        playing = _is_playing(ctrl)
         st = ctrl.stats
+        played0 = self._conversation_samples(st)
+        playing = _is_playing(ctrl)
         under0, stalls0 = _stat(st, "underrun_samples"), _stat(st, "stalls")
         interrupts0 = _stat(st, "interrupts")
         tick = clock.step()
         n = len(tick.audio)
         self.frames[i] = tick.frame
         self.audio[self.samples:self.samples + n] = tick.audio
-        self.audio_time[i] = t_audio
+        self.audio_time[i] = played0 / self.sample_rate
         st = ctrl.stats
         # Fed live from another thread, the controller may have been interrupted
         # between the snapshot and the frame: such a frame is not measured.
-        self.playing[i] = playing and _stat(st, "interrupts") == interrupts0
-        self.stall[i] = (_stat(st, "underrun_samples") > under0) or (_stat(st, "stalls") > stalls0) \
-            or _stat(st, "stalled", False)
-        if self.start_sample is None:
-            played = int(round(ctrl.get_audio_time() * self.sample_rate))
+        # Before its first sample is read a conversation shows the idle frame.
+        self.playing[i] = playing and played0 > 0 and _stat(st, "interrupts") == interrupts0
+        if self.playing[i] and self.first_frame is None:
+            self.first_frame = i
+        self.stall[i] = (_stat(st, "underrun_samples") > under0) or (_stat(st, "stalls") > stalls0)
+        if self.start_sample is None and _stat(st, "interrupts") == interrupts0:
+            played = self._conversation_samples(st)
             if played > 0:
                 self.start_sample = self.samples + n - played
         self.samples += n
@@ -366,9 +383,7 @@ class _Recorder:
 
     def result(self) -> Playout:
         n = self.n
-        first = None
-        if self.start_sample is not None:
-            first = math.ceil(self.start_sample / self.sample_rate * self.fps) / self.fps
+        first = None if self.first_frame is None else self.first_frame / self.fps
         return Playout(self.frames[:n].copy(), self.audio[:self.samples].copy(), self.audio_time[:n].copy(),
                        self.playing[:n].copy(), self.stall[:n].copy(), self.fps, self.sample_rate,
                        self.start_sample, first)
@@ -716,7 +731,7 @@ class _PlayTap:
         self.buf[self.n:self.n + m] = buf[:m]
         self.n += m
         if self.start_sample is None:
-            played = int(round(self.ctrl.get_audio_time() * self.ctrl.sample_rate))
+            played = self.ctrl.stats["samples_played"]
             if played > 0:
                 self.start_sample = self.n - played
 
@@ -829,9 +844,8 @@ def _build_report(args, utt, log, play, info, ctrl, keyframes, err, timings) -> 
     measured = err[~np.isnan(err)]
     audio_arr = [a.t for a in log.arrivals if a.kind == "audio"]
     anim_arr = [a.t for a in log.arrivals if a.kind == "animation"]
-    latency = None
-    if play.start_sample is not None:
-        latency = play.start_sample / play.sample_rate * 1000.0
+    # Clock time 0 is the moment the backend sent the first audio.
+    latency = None if play.first_frame_at is None else play.first_frame_at * 1000.0
     mode = ("sound device" if args.play else
             "virtual clock, real time" if args.realtime else "virtual clock, as fast as possible")
     return {

@@ -1,0 +1,153 @@
+"""``avatarkit-fast bench``: a quick run of the key benchmarks, as a table.
+
+Each case is timed for the compiled module and its pure-Python twin in the
+same interleaved run (``avatarkit_fast.benchmarking.measure``), beside the
+physical floor where there is one (a plain copy of the same bytes).  The
+figures are per call; the ratios are what to compare between machines.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Callable
+
+import numpy as np
+
+from .. import benchmarking
+from .._compat import NO_EXTENSIONS
+
+__all__ = ["run_bench", "collect"]
+
+FPS = 25
+RATE = 16000
+
+
+def _server_like_frames(n: int) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    return (rng.standard_normal((n, 120)) * 0.1).astype(np.float32)
+
+
+def _tick_case(impl: str) -> Callable[[], object]:
+    """A 10 ms playout tick (read 160 samples + the current keyframe) on a long
+    conversation, topped up every 50 s of audio so it never runs dry."""
+    from .. import wire
+    from ..controller import AvatarController
+
+    ctrl = AvatarController(RATE, FPS, _impl=impl, max_buffer_seconds=200.0)
+    seconds = 50
+    pcm = (np.arange(seconds * RATE) % 2000).astype("<i2").tobytes()
+    frames = _server_like_frames(seconds * FPS)
+    env = wire.encode_animation(frames, req_id="bench")
+    audio = np.zeros(RATE // 100, np.int16)
+    frame = np.zeros(120, np.float32)
+    state = {"left": 0, "cid": None}
+
+    def feed() -> None:
+        cid = ctrl.yield_audio_data(pcm)
+        ctrl.yield_frames_data([env], cid)
+        state["left"] = seconds * 100 - 1
+
+    feed()
+    read, cur = ctrl.read_audio_into, ctrl.current_frame_into
+
+    def tick() -> None:
+        if state["left"] <= 0:
+            feed()
+        state["left"] -= 1
+        read(audio)
+        cur(frame)
+
+    return tick
+
+
+def _impls() -> list[str]:
+    return ["py"] if NO_EXTENSIONS else ["c", "py"]
+
+
+def collect(rounds: int | None = None) -> list[dict]:
+    """Rows of {case, unit, c, py, floor} in seconds per call (None where absent)."""
+    import importlib
+
+    from .. import relay, wire
+
+    rows: list[dict] = []
+    envelope = wire.encode_animation(_server_like_frames(100), req_id="bench", connection_id="c")
+    floor_buf = np.frombuffer(envelope, np.uint8)
+
+    def add(case: str, unit: str, fns: dict[str, Callable[[], object]], floor=None) -> None:
+        cases = dict(fns)
+        if floor is not None:
+            cases["floor"] = floor
+        t = benchmarking.measure(cases, rounds=rounds)
+        rows.append({"case": case, "unit": unit, **{k: t.get(k) for k in ("c", "py", "floor")}})
+
+    # Decoding one real-sized envelope (100 keyframes, ~50 kB).
+    mods = {tag: importlib.import_module(f"avatarkit_fast._wire_{tag}") for tag in _impls()}
+    add("decode envelope (100 keyframes)", "envelope",
+        {tag: (lambda m=m: m.decode_animation(envelope)) for tag, m in mods.items()},
+        floor=floor_buf.copy)
+
+    # The playout tick.
+    add("playout tick (10 ms read + keyframe)", "tick", {tag: _tick_case(tag) for tag in _impls()})
+
+    # Producer side: 20 ms of audio, one envelope.
+    from ..controller import AvatarController
+
+    chunk = bytes(2 * RATE // 50)
+
+    def yield_case(tag: str) -> Callable[[], object]:
+        ctrl = AvatarController(RATE, FPS, _impl=tag, max_buffer_seconds=600.0)
+        count = {"n": 0}
+
+        def step() -> None:
+            count["n"] += 1
+            if count["n"] % 20000 == 0:  # 400 s buffered: start a new conversation
+                ctrl.interrupt()
+            ctrl.yield_audio_data(chunk)
+
+        return step
+
+    add("yield_audio_data (20 ms)", "call", {tag: yield_case(tag) for tag in _impls()},
+        floor=lambda: bytearray(chunk))
+
+    # The relay hop: one animation frame in msgpack, encode + decode.
+    frame = relay.AnimationFrame("bench", (envelope,))
+    data = relay.encode_frame(frame)
+    add("relay decode (animation frame)", "frame", {"py": lambda: relay.decode_frame(data)},
+        floor=np.frombuffer(data, np.uint8).copy)
+    return rows
+
+
+def _fmt(seconds) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.0f} ns"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.2f} µs"
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def run_bench(args) -> int:
+    if not NO_EXTENSIONS:
+        try:
+            from .. import _wire_c  # noqa: F401
+        except ImportError:
+            print("note: the compiled modules are not built here; timing the pure-Python twins only",
+                  file=sys.stderr)
+    rows = collect(args.rounds)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    head = f"{'case':<38} {'compiled':>10} {'pure Python':>12} {'speed-up':>9} {'copy floor':>11} {'x floor':>8}"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        speed = f"{r['py'] / r['c']:.1f}x" if r.get("c") and r.get("py") else "-"
+        best = r.get("c") or r.get("py")
+        over = f"{best / r['floor']:.1f}x" if r.get("floor") and best else "-"
+        print(f"{r['case']:<38} {_fmt(r.get('c')):>10} {_fmt(r.get('py')):>12} {speed:>9} "
+              f"{_fmt(r.get('floor')):>11} {over:>8}")
+    print("per call, best of interleaved rounds (avatarkit_fast.benchmarking.measure)")
+    return 0
