@@ -1,0 +1,277 @@
+"""The ``avatarkit-fast`` command, run as a user runs it: in a subprocess,
+from the installed package."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatarkit_fast.cli.speech import synthesize_speech
+from avatarkit_fast.cli.wavfile import read_wav, write_wav
+
+pytest.importorskip("PIL")
+pytest.importorskip("aiohttp")
+
+FPS = 25
+RATE = 16000
+SIZE = 64
+
+
+def run_cli(*args, timeout=180, env=None):
+    return subprocess.run([sys.executable, "-m", "avatarkit_fast", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def run_demo(out: Path, *args):
+    proc = run_cli("demo", "--out", out, "--size", SIZE, "--video", "gif", *args)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    return proc, report
+
+
+def check_outputs(out: Path, report: dict, pcm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every file the demo writes, checked against what went in."""
+    from PIL import Image
+
+    played, rate = read_wav(out / "played.wav")
+    assert rate == RATE
+    frames = np.load(out / "keyframes.npy")
+    n = report["counts"]["video_frames"]
+    # One keyframe row per video frame, and exactly a frame's worth of audio per frame.
+    assert frames.shape == (n, 120) and frames.dtype == np.float32
+    assert len(played) == n * RATE // FPS == report["counts"]["samples_played"]
+    start = report["start_silence_samples"]
+    assert start is not None and start > 0
+    if report["interrupted_at"] is None:
+        # What the listener heard is the input, whole, after the start silence.
+        assert not played[:start].any()
+        assert np.array_equal(played[start:start + len(pcm)], pcm)
+        assert not played[start + len(pcm):].any()
+    with Image.open(out / "timeline.png") as im:
+        assert im.format == "PNG" and im.size == (1200, 420)
+        im.load()
+    with Image.open(out / report["files"]["face"]) as im:
+        assert im.format == "GIF" and im.size == (SIZE, SIZE)
+        assert im.n_frames == n
+        im.seek(n - 1)
+        im.load()
+    return played, frames
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    proc, report = run_demo(out, "--seconds", "2.5")
+    return out, proc, report
+
+
+def test_demo_outputs_match_the_input(default_run):
+    out, proc, report = default_run
+    pcm = synthesize_speech(2.5, RATE, seed=7)
+    check_outputs(out, report, pcm)
+    assert report["input"]["samples"] == len(pcm)
+
+
+def test_demo_is_in_sync_to_the_frame_with_interpolation_off(default_run):
+    out, proc, report = default_run
+    sync = report["sync_error_frames"]
+    assert report["pipeline"]["interpolation"] == "none"
+    assert sync["frames_measured"] >= 2.5 * FPS - 2
+    assert sync["max"] == 0 and sync["mean"] == 0
+    assert report["underrun_samples"] == 0 and report["stale_drops"] == 0
+    assert report["counts"]["keyframes_received"] == round(2.5 * FPS)
+    assert 0 < report["first_keyframe_latency_ms"] < 5000
+
+
+def test_demo_frames_follow_the_audio(default_run):
+    out, proc, report = default_run
+    frames = np.load(out / "keyframes.npy")
+    played, _ = read_wav(out / "played.wav")
+    start = report["start_silence_samples"]
+    spf = RATE // FPS
+    # The jaw moves while speech plays, and rests (idle frame) before it starts.
+    first = -(-start // spf)
+    assert not frames[: max(first - 1, 0)].any()
+    jaw = frames[first + 1:first + int(2.5 * FPS) - 1, 9]
+    assert jaw.std() > 0.01
+
+
+def test_demo_prints_a_summary(default_run):
+    out, proc, report = default_run
+    text = proc.stdout
+    assert "first keyframe after" in text and "sync error: max 0.00" in text
+    assert str(out) in text
+    assert proc.stderr == ""
+
+
+def test_demo_with_a_wav_file_and_the_built_in_session(tmp_path):
+    pcm = synthesize_speech(1.5, RATE, seed=3)
+    wav = tmp_path / "in.wav"
+    write_wav(wav, pcm, RATE)
+    out = tmp_path / "out"
+    proc, report = run_demo(out, "--audio", wav, "--session", "builtin", "--jitter-ms", "60",
+                            "--interpolation", "none")
+    assert report["pipeline"]["session"] == "built-in session"
+    check_outputs(out, report, pcm)
+    assert report["sync_error_frames"]["max"] == 0
+
+
+def test_demo_interrupt_leaves_nothing_stale(tmp_path):
+    out = tmp_path / "out"
+    proc, report = run_demo(out, "--seconds", "3", "--interrupt-at", "1.2")
+    pcm = synthesize_speech(3.0, RATE, seed=7)
+    played, frames = check_outputs(out, report, pcm)
+    t = report["interrupted_at"]
+    assert t is not None and t >= 1.2
+    cut = int(round(t * RATE))
+    start = report["start_silence_samples"]
+    # Up to the interrupt: the input in order; from it on: not one old sample or keyframe.
+    assert np.array_equal(played[start:cut], pcm[: cut - start])
+    assert not played[cut:].any()
+    assert not frames[int(round(t * FPS)):].any()
+    assert report["counts"]["interrupts"] == 1
+    assert report["sync_error_frames"]["max"] == 0
+
+
+def write_recording(path: Path, recording) -> Path:
+    """The recording as a file in its published shape."""
+    path.write_text(json.dumps({
+        "sample_rate": recording.sample_rate, "audio_format": recording.audio_format,
+        "audio_base64": base64.b64encode(recording.pcm).decode(),
+        "connection_id": recording.connection_id, "req_id": recording.req_id,
+        "animation_messages_base64": [base64.b64encode(e).decode() for e in recording.envelopes],
+    }))
+    return path
+
+
+def test_demo_replays_the_real_recording(tmp_path, recording):
+    out = tmp_path / "out"
+    rec = write_recording(tmp_path / "recording.json", recording)
+    proc, report = run_demo(out, "--recording", rec, "--jitter-ms", "40")
+    pcm = np.frombuffer(recording.pcm, "<i2")
+    played, frames = check_outputs(out, report, pcm)
+    assert report["counts"]["keyframes_received"] == 507
+    assert report["counts"]["animation_messages"] == 6
+    assert report["sync_error_frames"]["max"] == 0
+    assert report["sync_error_frames"]["frames_measured"] >= 500
+    # The frames shown are the recording's own keyframes, in audio order.
+    from avatarkit_fast import wire
+
+    kf = np.concatenate([wire.decode_animation(e).frames for e in recording.envelopes])
+    start = report["start_silence_samples"]
+    spf = RATE // FPS
+    k0 = start // spf + 1
+    assert np.array_equal(frames[k0:k0 + 400], kf[1:401])
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["demo", "--jitter-ms", "fast"], "invalid float value"),
+        (["demo", "--audio", "/nonexistent/speech.wav"], "cannot read"),
+        (["demo", "--seconds", "0"], "--seconds"),
+        (["demo", "--bogus"], "unrecognized arguments"),
+        (["inspect", "/nonexistent/file.json"], "cannot read"),
+        (["frobnicate"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_wrong_arguments_give_one_line_and_status_2(args, needle, tmp_path):
+    proc = run_cli(*args, "--out", tmp_path) if args[:1] == ["demo"] else run_cli(*args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unreadable_inputs_give_one_line_and_status_2(tmp_path):
+    bad_wav = tmp_path / "bad.wav"
+    bad_wav.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    bad_rec = tmp_path / "rec.json"
+    bad_rec.write_text(json.dumps({"sample_rate": 16000, "audio_base64": "AAAA",
+                                   "animation_messages_base64": ["bm90IGFuIGVudmVsb3Bl"]}))
+    odd_rate = tmp_path / "odd.wav"
+    with wave.open(str(odd_rate), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(11025)
+        w.writeframes(bytes(2000))
+    for args in (["--audio", bad_wav], ["--recording", bad_rec], ["--audio", odd_rate],
+                 ["--recording", tmp_path / "missing.json"]):
+        proc = run_cli("demo", "--out", tmp_path / "o", *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_inspect_the_recording(recording, tmp_path):
+    rec = write_recording(tmp_path / "recording.json", recording)
+    proc = run_cli("inspect", rec, "--json")
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout)
+    assert s["kind"] == "recording" and s["messages"] == 6 and s["keyframes"] == 507
+    assert s["req_ids"] == [recording.req_id] and s["connection_ids"] == [recording.connection_id]
+    assert s["audio_seconds"] == 20.3 and s["ends_with_end"] is True
+    assert [m["keyframes"] for m in s["per_message"]] == [50, 100, 100, 100, 100, 57]
+    lo, hi = s["ranges"]["jaw_pose"]
+    assert lo < hi
+    text = run_cli("inspect", rec)
+    assert text.returncode == 0 and "keyframes: 507" in text.stdout
+
+
+def test_inspect_envelope_and_demo_outputs(tmp_path, default_run):
+    from avatarkit_fast import wire
+
+    env = tmp_path / "one.bin"
+    env.write_bytes(wire.encode_animation(np.ones((3, 120), np.float32), req_id="r1", end=True))
+    s = json.loads(run_cli("inspect", env, "--json").stdout)
+    assert s["kind"] == "envelope" and s["keyframes"] == 3 and s["req_ids"] == ["r1"]
+    out, _, report = default_run
+    s = json.loads(run_cli("inspect", out / "keyframes.npy", "--json").stdout)
+    assert s["kind"] == "keyframes" and s["frames"] == report["counts"]["video_frames"]
+    s = json.loads(run_cli("inspect", out / "played.wav", "--json").stdout)
+    assert s["kind"] == "wav" and s["sample_rate"] == RATE
+    s = json.loads(run_cli("inspect", out / "report.json", "--json").stdout)
+    assert s["kind"] == "demo report"
+
+
+def test_bench_prints_a_table():
+    env = dict(os.environ, AVATARKIT_BENCH_SHORT="1")
+    proc = run_cli("bench", "--rounds", "2", env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[0] == "case"
+    assert any(line.startswith("playout tick") for line in lines)
+    assert any(line.startswith("decode envelope") for line in lines)
+
+
+def test_serve_prints_its_two_endpoints():
+    proc = subprocess.Popen([sys.executable, "-m", "avatarkit_fast", "serve", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline().strip()
+        second = proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert first.startswith("console_endpoint_url=http://127.0.0.1:")
+    assert second.startswith("ingress_endpoint_url=ws://127.0.0.1:")
+    assert first.rsplit(":", 1)[1] == second.rsplit(":", 1)[1]
+
+
+def test_version_and_console_script():
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("avatarkit-fast ")
+    script = shutil.which("avatarkit-fast", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the package is not installed with its console script here")
+    proc = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "demo" in proc.stdout
