@@ -23,7 +23,7 @@ from websockets.asyncio.server import serve
 
 import avatarkit_fast
 from avatarkit_fast import wire
-AvatarController = pytest.importorskip("avatarkit_fast.controller").AvatarController
+from avatarkit_fast.controller import AvatarController
 from avatarkit_fast.errors import (
     AuthenticationFailed,
     ClosedError,
@@ -537,8 +537,6 @@ def test_readme_sdk_mode_example_runs():
     """The README's SDK-mode program, run as written against a served motion server."""
     pytest.importorskip("aiohttp", reason="the local motion server needs aiohttp")
     pytest.importorskip("avatarkit_fast.server")
-    if not hasattr(avatarkit_fast, "AvatarController"):
-        pytest.skip("AvatarController is not exported yet")
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("<!-- sdk-mode-example -->", 1)[1]
     code = block.split("```python\n", 1)[1].split("```", 1)[0]
