@@ -41,7 +41,7 @@ cdef class SyncEngine:
     cpdef check_open(self)
     cpdef bint accepting(self) except -1
     @cython.locals(n=Py_ssize_t)
-    cpdef Py_ssize_t push_audio(self, object data, bint end) except -1
+    cpdef Py_ssize_t push_audio(self, object data, bint end) except -2
     @cython.locals(n=Py_ssize_t)
     cpdef Py_ssize_t commit_frames(self, unsigned long long epoch, bint end) except -1
     @cython.locals(k=Py_ssize_t, n=Py_ssize_t, limit=cython.longlong, total=cython.longlong,

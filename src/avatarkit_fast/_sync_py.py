@@ -138,11 +138,13 @@ class SyncEngine:
 
     def push_audio(self, data, end):
         """Buffer PCM bytes of the current conversation; returns whole samples
-        stored.  ``end`` marks the conversation's last audio (a dangling half
-        sample is then dropped)."""
-        self.check_open()
+        stored, or -1 (storing nothing) when no conversation takes audio (none
+        begun, or its end was given): then :meth:`begin` one.  ``end`` marks the
+        conversation's last audio (a dangling half sample is then dropped)."""
+        if self.closed:
+            raise ClosedError("the controller is closed")
         if not self.active or self.audio_ended:
-            raise RuntimeError("no conversation accepts audio: call begin() first")
+            return -1
         n = self._pcm.write(data)
         self.samples_received += n
         if end:
@@ -302,7 +304,8 @@ class SyncEngine:
             return
         rem = pos - idx * self.sample_rate
         if self.linear and rem != 0 and idx + 1 < total:
-            self._kf.blend_into(buf, idx, rem / self.sample_rate)
+            # (1.0 * rem): a true division in the compiled engine too
+            self._kf.blend_into(buf, idx, 1.0 * rem / self.sample_rate)
         else:
             self._kf.copy_into(buf, idx)
 

@@ -235,6 +235,7 @@ class AvatarController:
         self._lock = threading.RLock()
         self._cid: Optional[str] = None
         self._in_on_error = False
+        self._lock_free = tag == "c"
         if tag == "c":
             # The compiled engine runs each call holding the GIL, atomically:
             # the playout methods need no lock, so bind them straight through
@@ -256,11 +257,13 @@ class AvatarController:
         if end.__class__ is not bool:
             end = _as_bool(end, "end")
         engine = self._engine
+        # Compiled engine: one atomic call continues the conversation, no lock
+        # (an uncontended lock costs more than the whole copy).
+        if self._lock_free and engine.push_audio(pcm, end) >= 0:
+            return self._cid  # type: ignore[return-value]
         with self._lock:
-            if engine.accepting():
-                engine.push_audio(pcm, end)
+            if engine.push_audio(pcm, end) >= 0:
                 return self._cid  # type: ignore[return-value]
-            engine.check_open()
             try:
                 nbytes = memoryview(pcm).nbytes
             except TypeError:
