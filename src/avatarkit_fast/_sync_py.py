@@ -290,11 +290,12 @@ class SyncEngine:
         """Write the keyframe for the current audio position into ``buf``
         (float32, 120): ``floor(played * fps / sample_rate)``, blended with the
         next at the fractional part when ``linear``; the last keyframe while
-        animation is late; the idle frame outside a playing animation."""
+        animation is late; the idle frame while the conversation has no
+        keyframe (none yet, audio-only) and outside a conversation."""
         if self.closed:
             raise ClosedError("the controller is closed")
         total = self._kf.total
-        if not self.started or total == 0 or self.audio_only:
+        if total == 0 or self.audio_only:
             self._kf.idle_into(buf)
             return
         pos = self.played * self.fps
@@ -317,7 +318,7 @@ class SyncEngine:
 
     def audio_time(self) -> float:
         """Seconds of the current conversation played so far."""
-        return self.played / self.sample_rate
+        return 1.0 * self.played / self.sample_rate  # (1.0 *): true division when compiled
 
     def buffered_frames(self):
         """Keyframes held from the current one on (not yet passed by the audio)."""
