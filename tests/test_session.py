@@ -64,10 +64,22 @@ class ScriptedServer:
     100, the rest with ``end``); keyframe k of the n-th request is ``[k, n + 1, 0...]``.
     """
 
-    def __init__(self, *, confirm=True, close_after_confirm=None, late_after_interrupt=False):
+    def __init__(
+        self,
+        *,
+        confirm=True,
+        close_after_confirm=None,
+        late_after_interrupt=False,
+        garbage=False,
+        refuse_audio=None,
+        stall_first=False,
+    ):
         self.confirm = confirm
         self.close_after_confirm = close_after_confirm
         self.late_after_interrupt = late_after_interrupt
+        self.garbage = garbage  # send undecodable bytes and a text frame after confirming
+        self.refuse_audio = refuse_audio  # (code, message): a ServerError for each request
+        self.stall_first = stall_first  # the first request gets its first batch only
         self.connections = []
         self.received = []  # decoded client messages, in order
         self.requests = {}  # req_id -> ordinal
@@ -111,6 +123,9 @@ class ScriptedServer:
         if self.close_after_confirm is not None:
             await ws.close(*self.close_after_confirm)
             return
+        if self.garbage:
+            await ws.send(b"\xff\xff\xff")
+            await ws.send("not binary")
         samples, sent, stopped = {}, {}, set()
         async for data in ws:
             msg = wire.decode_message(data)
@@ -125,7 +140,15 @@ class ScriptedServer:
             if msg.type != wire.MessageType.CLIENT_AUDIO_INPUT or msg.req_id in stopped:
                 continue
             req = msg.req_id
+            if self.refuse_audio is not None:
+                if req not in self.requests:
+                    self.requests[req] = len(self.requests)
+                    code, text = self.refuse_audio
+                    await ws.send(wire.encode_message(wire.ServerErrorMessage(req_id=req, code=code, message=text)))
+                continue
             ordinal = self.requests.setdefault(req, len(self.requests))
+            if self.stall_first and ordinal == 0 and sent.get(req, 0) >= 50:
+                continue
             samples[req] = samples.get(req, 0) + len(msg.audio)  # bytes: chunks may split a sample
             due = samples[req] // 2 * FPS // SR
             while True:
@@ -357,16 +380,82 @@ def test_interrupt_mid_utterance_leaves_nothing_stale(server_kind):
     run(main())
 
 
+def test_a_new_utterance_supersedes_the_previous_one():
+    first, second = speech(3.0, seed=5), speech(2.0, seed=6)
+
+    async def main():
+        async with ScriptedServer(late_after_interrupt=True, stall_first=True) as server:
+            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS))
+            async with new_session(ctrl, server.url) as session:
+                old = await send_pcm(session, first, end=True)
+                old_req = session.current_req_id
+                await until(lambda: len(ctrl.envelopes) == 1)  # the rest is still to come
+                # The next utterance starts before the first has played: the controller
+                # cuts the first, and the server is told to stop generating it.
+                cid = await send_pcm(session, second, end=True)
+                assert cid != old
+                await until(lambda: session.stats["envelopes_dropped"] == 1)  # the late batch of the first
+                interrupts = [m.req_id for m in server.received if m.type == wire.MessageType.CLIENT_INTERRUPT]
+                assert interrupts == [old_req]
+                await until(lambda: ctrl.ends == 1)
+                audio, frames = play(ctrl, 3.0)
+                keyframes = ctrl.keyframes(cid)
+                assert (keyframes[:, 1] == 2).all()
+                check_in_sync(second, audio, frames, keyframes)
+
+    run(main())
+
+
 # -- failures ---------------------------------------------------------------------
 
 
-def test_killed_server_fails_clearly_and_what_arrived_plays_out(server_kind):
+def test_a_refused_request_is_reported_and_its_audio_plays_alone():
+    pcm = speech(1.0, seed=7)
+
+    async def main():
+        errors = []
+        async with ScriptedServer(refuse_audio=(4001, "credits exhausted")) as server:
+            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS))
+            async with new_session(ctrl, server.url, on_error=errors.append) as session:
+                await send_pcm(session, pcm, end=True)
+                await until(lambda: errors)
+                assert type(errors[0]) is CreditsExhausted and errors[0].code == 4001
+                assert str(errors[0]).startswith("motion server error for request ")
+                assert session.state is ConnectionState.CONNECTED
+                audio, frames = play(ctrl, 1.5)  # audio-only: it starts at once, whole
+                np.testing.assert_array_equal(audio[: len(pcm) // 2], np.frombuffer(pcm, "<i2"))
+                assert is_idle(ctrl) and not any(f.any() for _, f in frames)
+
+    run(main())
+
+
+def test_undecodable_messages_are_reported_and_the_session_goes_on():
+    pcm = speech(2.0, seed=8)
+
+    async def main():
+        errors = []
+        async with ScriptedServer(garbage=True) as server:
+            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS))
+            async with new_session(ctrl, server.url, on_error=errors.append) as session:
+                cid = await send_pcm(session, pcm, end=True)
+                await until(lambda: ctrl.ends == 1)
+                assert [type(e).__name__ for e in errors] == ["DecodeError", "ProtocolError"]
+                assert session.state is ConnectionState.CONNECTED
+                audio, frames = play(ctrl, 2.5)
+                check_in_sync(pcm, audio, frames, ctrl.keyframes(cid))
+
+    run(main())
+
+
+
+@pytest.mark.parametrize("sync_mode", ["audio_independent", "strict_sync"])
+def test_killed_server_fails_clearly_and_what_arrived_plays_out(server_kind, sync_mode):
     pcm = speech(3.0, seed=4)
 
     async def main():
         errors = []
         async with motion_server(server_kind, killable=True) as server:
-            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS))
+            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS, sync_mode=sync_mode))
             session = new_session(
                 ctrl, server.url, session_token=server.token, on_connection_state=lambda s, e: errors.append((s, e))
             )
@@ -380,12 +469,14 @@ def test_killed_server_fails_clearly_and_what_arrived_plays_out(server_kind):
             assert errors[-1] == (ConnectionState.FAILED, session.error)
             with pytest.raises(ClosedError, match="FAILED"):
                 await session.send(pcm[:CHUNK])
-            # All 3 s of audio play, then IDLE; the first 2 s with their keyframes.
+            # All 3 s of audio play, then IDLE; the first 2 s with their keyframes, then
+            # the last one holds (strict_sync too: no keyframe is awaited that cannot come).
             audio, frames = play(ctrl, 4.0)
             assert is_idle(ctrl)
             keyframes = ctrl.keyframes(cid)
             assert len(keyframes) == 50
             check_in_sync(pcm, audio, frames, keyframes)
+            assert all((f == keyframes[-1]).all() for s, f in frames if 50 <= s * FPS // SR and s < len(pcm) // 2)
             await session.close()
             assert session.state is ConnectionState.FAILED
 

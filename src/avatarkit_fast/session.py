@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Optional, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
@@ -68,6 +69,8 @@ _HTTP_STATUS_ERRORS: dict[int, type[ServerError]] = {
     503: UpstreamUnavailable,
     504: UpstreamUnavailable,
 }
+
+_NO_KEYFRAMES = np.zeros((0, wire.KEYFRAME_FLOATS), np.float32)
 
 # Request ids look like the vendor SDKs': "YYYYMMDDHHMMSS_" and 12 nanoid characters.
 _NANOID_ALPHABET = "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -497,9 +500,8 @@ class AvatarSession:
         elif msg.type == wire.MessageType.SERVER_ERROR:
             error = error_for_code(msg.code, msg.message, context=f"motion server error for request {msg.req_id or '-'}")
             conversation_id = self._conversations.pop(msg.req_id, None) if msg.req_id else None
-            if conversation_id is not None and msg.req_id not in self._animated:
-                # No animation will come for it: let its audio play on its own.
-                self._audio_only(conversation_id)
+            if conversation_id is not None:
+                self._no_more_animation(msg.req_id, conversation_id)
             self._animated.discard(msg.req_id)
             self._report(error)
         # Other message types carry nothing for the client; ignore them as the vendor SDKs do.
@@ -539,8 +541,8 @@ class AvatarSession:
             if self._open_req_id is not None and self._conversations.get(self._open_req_id) == current:
                 controller.yield_audio_data(b"", True)
             for req_id, conversation_id in self._conversations.items():
-                if req_id not in self._animated and conversation_id == current:
-                    self._audio_only(conversation_id)
+                if conversation_id == current:
+                    self._no_more_animation(req_id, conversation_id)
         except Exception as exc:  # the controller may be closed; nothing more to do for it
             self._report(exc if isinstance(exc, AvatarKitError) else AvatarKitError(repr(exc)))
         self._open_req_id = None
@@ -548,9 +550,17 @@ class AvatarSession:
         self._conversations.clear()
         self._animated.clear()
 
-    def _audio_only(self, conversation_id: str) -> None:
+    def _no_more_animation(self, req_id: str, conversation_id: str) -> None:
+        """Tell the controller that no more animation will come for ``req_id``: with
+        none so far its audio plays alone (audio-only); otherwise an empty ``end``
+        envelope closes the animation, so ``strict_sync`` playout does not wait for
+        keyframes that will never come, and the last one holds to the end."""
+        if req_id in self._animated:
+            envelopes = [wire.encode_animation(_NO_KEYFRAMES, req_id=req_id, end=True)]
+        else:
+            envelopes = []
         try:
-            self._controller.yield_frames_data([], conversation_id)
+            self._controller.yield_frames_data(envelopes, conversation_id)
         except AvatarKitError as exc:
             self._report(exc)
 
