@@ -501,6 +501,34 @@ def test_bad_token_is_an_authentication_error(server_kind):
     run(main())
 
 
+def test_query_auth_and_credentials_bound_to_an_app():
+    """Against the local server: credentials as query parameters work; a token of
+    another app and a bad token are refused by name, and the token is not repeated
+    in the error."""
+    pytest.importorskip("aiohttp", reason="the local motion server needs aiohttp")
+    from avatarkit_fast.server import MotionServer
+
+    async def main():
+        async with MotionServer(api_keys={"key-a": "app-a"}) as server:
+            token = await fetch_session_token(server.console_endpoint_url, "key-a")
+            with pytest.raises(AuthenticationFailed, match="invalid API key"):
+                await fetch_session_token(server.console_endpoint_url, "key-b")
+            url = server.ingress_endpoint_url
+            ctrl = AvatarController(sample_rate=SR)
+            session = new_session(ctrl, url, app_id="app-a", session_token=token, use_query_auth=True)
+            assert "sessionKey=" in session.url
+            async with session:
+                assert session.state is ConnectionState.CONNECTED
+            for app_id, secret, words in (("app-b", token, "app id mismatch"), ("app-a", "wrong-token", "invalid")):
+                session = new_session(ctrl, url, app_id=app_id, session_token=secret, use_query_auth=True)
+                with pytest.raises(AuthenticationFailed, match=words) as info:
+                    await session.start()
+                assert secret not in str(info.value)
+                assert session.state is ConnectionState.FAILED
+
+    run(main())
+
+
 def test_handshake_timeout_fires():
     async def main():
         async with ScriptedServer(confirm=False) as server:

@@ -638,8 +638,8 @@ def _error_for_http_response(status: int, body: str, *, context: str) -> AvatarK
     detail = _error_details(body)
     message = f"{context} (HTTP {status}){': ' + detail if detail else ''}"
     cls = _HTTP_STATUS_ERRORS.get(status)
-    if cls is None and 400 <= status < 500 and "token" in detail.lower():
-        cls = AuthenticationFailed
+    if cls is None and 400 <= status < 500 and ("token" in detail.lower() or "app id" in detail.lower()):
+        cls = AuthenticationFailed  # a bad token, or a token of another application
     return (cls or ServerError)(message, code=status)
 
 
