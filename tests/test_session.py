@@ -73,6 +73,7 @@ class ScriptedServer:
         garbage=False,
         refuse_audio=None,
         stall_first=False,
+        close_first_only=False,
     ):
         self.confirm = confirm
         self.close_after_confirm = close_after_confirm
@@ -80,6 +81,7 @@ class ScriptedServer:
         self.garbage = garbage  # send undecodable bytes and a text frame after confirming
         self.refuse_audio = refuse_audio  # (code, message): a ServerError for each request
         self.stall_first = stall_first  # the first request gets its first batch only
+        self.close_first_only = close_first_only  # close_after_confirm for the first connection only
         self.connections = []
         self.received = []  # decoded client messages, in order
         self.requests = {}  # req_id -> ordinal
@@ -120,7 +122,7 @@ class ScriptedServer:
             await ws.wait_closed()
             return
         await ws.send(wire.encode_message(wire.ServerConfirmSession(connection_id="conn-1")))
-        if self.close_after_confirm is not None:
+        if self.close_after_confirm is not None and (len(self.connections) == 1 or not self.close_first_only):
             await ws.close(*self.close_after_confirm)
             return
         if self.garbage:
@@ -566,6 +568,35 @@ def test_close_codes_become_named_errors(code, error):
             assert session.error.code == code
             assert "reason text" in str(session.error)
             assert session.error.retryable is (error in (UpstreamUnavailable, ConnectionFailed))
+
+    run(main())
+
+
+def test_start_again_after_a_retryable_failure():
+    pcm = speech(2.0, seed=9)
+
+    async def main():
+        async with ScriptedServer(close_after_confirm=(4503, "busy"), close_first_only=True) as server:
+            states = []
+            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS))
+            session = new_session(ctrl, server.url, on_connection_state=lambda s, e: states.append(s))
+            await session.start()
+            await until(lambda: session.state is ConnectionState.FAILED)
+            assert isinstance(session.error, UpstreamUnavailable) and session.error.retryable
+            await session.start()  # the same session, connected again
+            assert session.error is None
+            with pytest.raises(avatarkit_fast.ProtocolError, match="already CONNECTED"):
+                await session.start()
+            cid = await send_pcm(session, pcm, end=True)
+            await until(lambda: ctrl.ends == 1)
+            audio, frames = play(ctrl, 2.5)
+            check_in_sync(pcm, audio, frames, ctrl.keyframes(cid))
+            await session.close()
+            await session.close()  # idempotent
+            assert states == [
+                ConnectionState.CONNECTING, ConnectionState.CONNECTED, ConnectionState.FAILED,
+                ConnectionState.CONNECTING, ConnectionState.CONNECTED, ConnectionState.DISCONNECTED,
+            ]
 
     run(main())
 
