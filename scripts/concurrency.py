@@ -182,7 +182,7 @@ def run(seconds: float, seed: int = 0, sample_rate: int = 16000, fps: int = 25) 
         "ticks": int(n_times),
         "consumer_tick_us": {"p50": pct(0.5), "p99": pct(0.99), "p99.9": pct(0.999),
                              "max": round(float(us[-1]), 1) if len(us) else None},
-        "switch_interval_ms": sys.getswitchinterval() * 1000,
+        "switch_interval_ms": round(sys.getswitchinterval() * 1000, 3),
     }
 
 
@@ -191,7 +191,11 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-rate", type=int, default=16000)
+    p.add_argument("--switch-interval", type=float, default=None,
+                   help="sys.setswitchinterval in ms (default: the interpreter's, 5 ms)")
     args = p.parse_args(argv)
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval / 1000.0)
     out = run(args.seconds, seed=args.seed, sample_rate=args.sample_rate)
     print(json.dumps(out))
     return 0 if out["ok"] else 1
