@@ -6,6 +6,9 @@ Expected: no crash or hang; only our errors (``AvatarKitError``) and
 ``TypeError`` for wrong types; after every call the state, the conversation id
 and the counters are consistent (counters never go back, a refused call keeps
 nothing, interrupt leaves IDLE and silence, every call after close raises).
+With the compiled engine built, each input also runs on the pure twin in
+lockstep (``--no-lockstep`` turns that off): both give the same trace, call
+for call (audio, keyframes, states, callbacks, counters).
 """
 
 from __future__ import annotations
@@ -25,8 +28,28 @@ with instrumented("avatarkit_fast"):
 import controller_ops as ops  # noqa: E402
 
 
+LOCKSTEP = True
+
+
+def _engine(impl):
+    return lambda **kw: AvatarController(_impl=impl, **kw)
+
+
 def test_one_input(data: bytes) -> None:
-    ops.Run(AvatarController, errors, data, full_trace=False).run(max_ops=2000)
+    first = ops.Run(AvatarController, errors, data, full_trace=LOCKSTEP)
+    trace = first.run(max_ops=2000)
+    if LOCKSTEP and first.ctrl._impl == "c":
+        twin = ops.Run(_engine("py"), errors, data).run(max_ops=2000)
+        if trace != twin:
+            i = next((i for i, (a, b) in enumerate(zip(trace, twin)) if a != b), min(len(trace), len(twin)))
+            raise ops.Failure(f"compiled engine and twin differ at trace entry {i}:\n"
+                              f"  compiled: {trace[i] if i < len(trace) else None!r}\n"
+                              f"  twin:     {twin[i] if i < len(twin) else None!r}")
+
+
+def _setup(args) -> None:
+    global LOCKSTEP
+    LOCKSTEP = not args.no_lockstep
 
 
 def write_seeds(wire_seeds: dict, pcm: bytes) -> None:
@@ -58,4 +81,6 @@ def write_seeds(wire_seeds: dict, pcm: bytes) -> None:
 
 
 if __name__ == "__main__":
-    main(test_one_input, "controller")
+    main(test_one_input, "controller", setup=_setup,
+         add_arguments=lambda p: p.add_argument("--no-lockstep", action="store_true",
+                                                help="check the compiled engine alone"))

@@ -25,7 +25,7 @@ from avatarkit_fast._compat import NO_EXTENSIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "trace_run.py"
-SEEDS = os.environ.get("AVATARKIT_DIFF_SEEDS", "0:120")
+SEEDS = os.environ.get("AVATARKIT_DIFF_SEEDS", "0:80")
 OPS = int(os.environ.get("AVATARKIT_DIFF_OPS", "250"))
 
 pytestmark = [
