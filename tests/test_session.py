@@ -518,7 +518,7 @@ def test_query_auth_and_credentials_bound_to_an_app():
             url = server.ingress_endpoint_url
             ctrl = AvatarController(sample_rate=SR)
             session = new_session(ctrl, url, app_id="app-a", session_token=token, use_query_auth=True)
-            assert "sessionKey=" in session.url
+            assert "sessionKey=%2A%2A%2A" in session.url and token not in session.url and token not in repr(session)
             async with session:
                 assert session.state is ConnectionState.CONNECTED
             for app_id, secret, words in (("app-b", token, "app id mismatch"), ("app-a", "wrong-token", "invalid")):
@@ -556,6 +556,8 @@ def test_handshake_timeout_fires():
         (4503, UpstreamUnavailable),
         (4999, ServerError),
         (1011, ConnectionFailed),
+        (1001, ConnectionFailed),
+        (1008, ServerError),
     ],
 )
 def test_close_codes_become_named_errors(code, error):

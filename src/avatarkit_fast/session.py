@@ -70,6 +70,10 @@ _HTTP_STATUS_ERRORS: dict[int, type[ServerError]] = {
     504: UpstreamUnavailable,
 }
 
+# WebSocket close codes that say the server went away, broke or is busy, rather than
+# refusing what we sent (1002 protocol error, 1008 policy violation, ...).
+_TRANSIENT_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
+
 _NO_KEYFRAMES = np.zeros((0, wire.KEYFRAME_FLOATS), np.float32)
 
 # Request ids look like the vendor SDKs': "YYYYMMDDHHMMSS_" and 12 nanoid characters.
@@ -128,8 +132,8 @@ def error_for_code(code: int | str | None, detail: str = "", *, context: str) ->
         return SessionTimeout(f"{context}: {text} (code {code})", code=code)
     if "token" in lowered and ("invalid" in lowered or "expired" in lowered or "empty" in lowered):
         return AuthenticationFailed(f"{context}: {text} (code {code})", code=code)
-    if num is not None and 1000 <= num < 4000:
-        # A plain WebSocket close code: the transport ended, the server named no reason.
+    if num in _TRANSIENT_CLOSE_CODES:
+        # The server went away, restarted or broke: trying again may succeed.
         return ConnectionFailed(
             f"{context}: connection closed with code {num}{' (' + text + ')' if text else ''}",
             code=num,
@@ -254,8 +258,8 @@ class AvatarSession:
 
     @property
     def url(self) -> str:
-        """The ingress WebSocket URL this session connects to."""
-        return self._url
+        """The ingress WebSocket URL this session connects to (a session key in it masked)."""
+        return self._redacted_url()
 
     @property
     def current_req_id(self) -> Optional[str]:
