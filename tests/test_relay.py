@@ -295,3 +295,27 @@ def test_pump_reports_bad_frames_to_on_error():
 
     ctrl, errors, count = asyncio.run(scenario())
     assert count == 1 and len(errors) == 2 and bytes(ctrl.audio["conv-1"]) == b"\1\1"
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_msgpack_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=8) | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=5),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=64), _msgpack_values.map(lambda v: msgpack.packb(v, use_bin_type=True))))
+def test_any_bytes_decode_to_a_frame_or_a_relay_error(data):
+    ctrl = FakeController()
+    try:
+        frame = decode_frame(data)
+    except RelayError:
+        with pytest.raises(RelayError):
+            RelayReceiver(ctrl).feed(data)
+        assert ctrl.calls == []
+        return
+    assert encode_frame(frame) == data or decode_frame(encode_frame(frame)) == frame

@@ -328,7 +328,7 @@ class MotionServer:
 class _Request:
     """One req_id: its audio, its keyframe synth and the task sending its batches."""
 
-    __slots__ = ("req_id", "synth", "ended", "interrupted", "wake", "task", "started")
+    __slots__ = ("req_id", "synth", "ended", "interrupted", "wake", "task", "started", "need")
 
     def __init__(self, req_id: str, sample_rate: int) -> None:
         self.req_id = req_id
@@ -338,6 +338,7 @@ class _Request:
         self.wake = asyncio.Event()
         self.task: asyncio.Task | None = None
         self.started = time.monotonic()
+        self.need = FIRST_BATCH  # keyframes the next batch waits for
 
 
 class _Session:
@@ -517,6 +518,10 @@ class _Session:
         if msg.end:
             req.ended = True
         req.wake.set()
+        if req.ended or req.synth.available >= req.need:
+            # A batch is ready: let it go out before reading on (aiohttp hands
+            # over queued messages without yielding to other tasks).
+            await asyncio.sleep(0)
 
     def on_interrupt(self, req_id: str) -> None:
         req = self.requests.pop(req_id, None)
@@ -538,7 +543,7 @@ class _Session:
         sent = 0
         try:
             while True:
-                need = FIRST_BATCH if sent == 0 else NEXT_BATCH
+                need = req.need = FIRST_BATCH if sent == 0 else NEXT_BATCH
                 while not req.interrupted and not req.ended and req.synth.available < need:
                     req.wake.clear()
                     await req.wake.wait()
