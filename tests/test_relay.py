@@ -98,6 +98,8 @@ MALFORMED = {
     "version as text": msgpack.packb(["1", 1, "r", b"", False]),
     "unknown kind": msgpack.packb([1, 9, "r"]),
     "bool kind": msgpack.packb([1, True, "r", b"", False]),
+    "list kind": msgpack.packb([1, [1], "r", b"", False]),
+    "float kind": msgpack.packb([1, 1.0, "r", b"", False]),
     "audio arity": msgpack.packb([1, 1, "r", b""]),
     "audio pcm as str": msgpack.packb([1, 1, "r", "pcm", False]),
     "audio end as int": msgpack.packb([1, 1, "r", b"", 1], use_bin_type=True),
@@ -308,7 +310,17 @@ _msgpack_values = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.binary(max_size=64), _msgpack_values.map(lambda v: msgpack.packb(v, use_bin_type=True))))
+@given(
+    st.one_of(
+        st.binary(max_size=64),
+        _msgpack_values.map(lambda v: msgpack.packb(v, use_bin_type=True)),
+        # Version 1 and anything after it: the paths past the version check.
+        st.lists(_msgpack_values, max_size=5).map(lambda v: msgpack.packb([1, *v], use_bin_type=True)),
+        st.tuples(st.sampled_from([1, 2, 3, 4]), st.lists(_msgpack_values, max_size=4)).map(
+            lambda kv: msgpack.packb([1, kv[0], *kv[1]], use_bin_type=True)
+        ),
+    )
+)
 def test_any_bytes_decode_to_a_frame_or_a_relay_error(data):
     ctrl = FakeController()
     try:

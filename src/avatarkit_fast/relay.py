@@ -158,7 +158,7 @@ def decode_frame(data: bytes | bytearray | memoryview) -> RelayFrame:
             f"unsupported relay format version {version}; this reader speaks version {RELAY_VERSION}",
             -1,
         )
-    if isinstance(kind, bool) or kind not in _ARITY:
+    if isinstance(kind, bool) or not isinstance(kind, int) or kind not in _ARITY:
         raise _bad(f"unknown kind {kind!r}; expected one of {sorted(_ARITY)}")
     name = _KIND_NAMES[kind]
     if len(body) != _ARITY[kind]:
