@@ -172,16 +172,15 @@ async def host_mode(console: str, ingress: str, utterances, *, interrupt_after: 
                         end = i + CHUNK >= len(pcm)
                         if out.first_audio_sent is None:
                             out.first_audio_sent = time.perf_counter()
-                        req_id = await session.send_audio(pcm[i : i + CHUNK], end=end)
-                        sender.audio(req_id, pcm[i : i + CHUNK], end)
+                        req_id = await sender.send_audio(session, pcm[i : i + CHUNK], end)
                         # Audio comes faster than real time (as from a TTS engine),
                         # but from a source the backend awaits.
                         await asyncio.sleep(0)
                     out.req_ids.append(req_id)
                     if n == 0 and interrupt_after is not None:
                         await asyncio.wait_for(played_enough.wait(), 30)
-                        await session.interrupt()  # the server stops generating
-                        sender.interrupt(req_id)  # the client stops playing
+                        # The server stops generating, the client stops playing.
+                        assert await sender.interrupt_session(session) == req_id
                     else:
                         # Wait until this utterance has played to its end.
                         total = len(pcm) // 2

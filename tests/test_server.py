@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -335,3 +336,40 @@ def test_cli_subprocess_serves_the_sdk(tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
     assert proc.returncode in (0, -15)
+
+
+def test_expired_token_unknown_avatar_and_limits():
+    async def scenario():
+        async with MotionServer(avatars={"avatar-1"}, max_sessions=1, max_session_seconds=1.0) as server:
+            sink = Collector()
+            # A token that expires while unused.
+            soon = datetime.now(timezone.utc) + timedelta(seconds=1)
+            late = new_session(server, sink, expire_at=soon)
+            await late.init()
+            # An expireAt in the past is refused at once.
+            with pytest.raises(spatius.SessionTokenError) as past:
+                await new_session(server, sink, expire_at=datetime.now(timezone.utc) - timedelta(seconds=5)).init()
+            unknown = new_session(server, sink, avatar_id="nobody")
+            await unknown.init()
+            with pytest.raises(spatius.AvatarSDKError) as not_found:
+                await unknown.start()
+            # One session at a time; it ends after its maximum duration.
+            closed: list[int] = []
+            async with new_session(server, sink) as first:
+                second = new_session(server, sink)
+                await second.init()
+                with pytest.raises(spatius.AvatarSDKError) as busy:
+                    await second.start()
+                await sink.wait(lambda: any(getattr(e, "close_code", None) for e in sink.errors), timeout=5)
+                closed = [e.close_code for e in sink.errors if getattr(e, "close_code", None)]
+            await asyncio.sleep(max(0.0, (soon - datetime.now(timezone.utc)).total_seconds()) + 0.1)
+            with pytest.raises(spatius.AvatarSDKError) as expired:
+                await late.start()
+            return past.value, not_found.value, busy.value, closed, expired.value
+
+    past, not_found, busy, closed, expired = run(scenario())
+    assert past.http_status == 400 and "future" in past.message
+    assert not_found.http_status == 404 and not_found.code == spatius.AvatarSDKErrorCode.avatarNotFound
+    assert busy.phase == "websocket_handshake" and busy.server_code == "4003"
+    assert closed == [4002]
+    assert expired.http_status == 401 and expired.code == spatius.AvatarSDKErrorCode.sessionTokenExpired

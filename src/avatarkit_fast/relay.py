@@ -199,8 +199,9 @@ class RelaySender:
     by a writer task; ``await flush()`` waits for them.
 
     Wire it to a server-SDK session: pass ``transport_frames=sender.transport_frames``
-    to the session, and after each ``req_id = await session.send_audio(pcm, end)``
-    call ``sender.audio(req_id, pcm, end)``.
+    to the session, and send audio with ``await sender.send_audio(session, pcm, end)``
+    (or, after each ``req_id = await session.send_audio(pcm, end)``, call
+    ``sender.audio(req_id, pcm, end)``).
     """
 
     def __init__(self, sink: Sink) -> None:
@@ -228,6 +229,21 @@ class RelaySender:
             self.animation(req_id, [data])
         except Exception:
             logger.exception("relay: could not write an animation frame")
+
+    async def send_audio(self, session, pcm: bytes | bytearray | memoryview, end: bool = False) -> str:
+        """Send ``pcm`` to the motion server through a server-SDK ``session``
+        (``await session.send_audio(pcm, end)``) and relay it under the
+        req_id the session gave it; returns that req_id."""
+        req_id = await session.send_audio(pcm, end=end)
+        self.audio(req_id, pcm, end)
+        return req_id
+
+    async def interrupt_session(self, session) -> str:
+        """Interrupt the session's latest request on the motion server
+        (``await session.interrupt()``) and on the client; returns its req_id."""
+        req_id = await session.interrupt()
+        self.interrupt(req_id)
+        return req_id
 
     def audio(self, req_id: str, pcm: bytes | bytearray | memoryview, end: bool = False) -> None:
         self._emit(encode_frame(AudioChunk(req_id, bytes(pcm), bool(end))))

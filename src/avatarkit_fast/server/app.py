@@ -315,6 +315,10 @@ class MotionServer:
         self.stats.sessions_active = len(self._sessions)
         try:
             if self.max_sessions is not None and len(self._sessions) > self.max_sessions:
+                # Refuse in the handshake's place, so the client reads it as the
+                # answer to its ClientConfigureSession.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await ws.receive(timeout=self.handshake_timeout)
                 await session.fail(ERR_CONCURRENCY, "too many concurrent sessions", ERR_CONCURRENCY)
             else:
                 await session.run()
