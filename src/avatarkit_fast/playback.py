@@ -15,7 +15,6 @@ Both talk to the controller only through the :class:`Playout` protocol.
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 import time
@@ -23,7 +22,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional, Protocol
 
 import numpy as np
 
-from .errors import AudioDeviceError, AvatarKitError
+from .errors import AudioDeviceError
 
 __all__ = ["AudioDeviceError", "Playout", "SoundDevicePlayer", "Tick", "VirtualClock", "check_output_device"]
 

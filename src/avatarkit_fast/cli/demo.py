@@ -23,7 +23,6 @@ import base64
 import json
 import math
 import random
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ import numpy as np
 from . import UsageError
 from .progress import Progress
 
-__all__ = ["run_demo", "DemoResult"]
+__all__ = ["run_demo", "sync_errors"]
 
 CHUNK_SECONDS = 0.02  # the backend sends 20 ms of audio per message
 DEMO_AVATAR = "demo-avatar"
