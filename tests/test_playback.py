@@ -251,3 +251,32 @@ def test_player_plays_through_portaudio_on_alsa_null(tmp_path):
     bad = np.flatnonzero(body != expect)
     assert len(bad) > 0 and len(bad) <= 2048 and not body[bad].any()
     assert bad[0] < 48000 <= bad[-1] + 1
+
+
+# -- the virtual clock driving the real controller ------------------------------
+
+
+@pytest.mark.parametrize("interpolation", ["none", "linear"])
+def test_virtual_clock_drives_the_controller_in_sync(impl, interpolation):
+    from avatarkit_fast import AvatarController, wire
+
+    rate, fps = 16000, 25
+    rng = np.random.default_rng(3)
+    kf = rng.standard_normal((75, 120)).astype(np.float32)
+    pcm = rng.integers(-20000, 20000, 3 * rate).astype("<i2")
+    ctrl = AvatarController(rate, fps, interpolation=interpolation, _impl=impl.tag)
+    cid = ctrl.yield_audio_data(pcm.tobytes(), end=True)
+    ctrl.yield_frames_data([wire.encode_animation(kf, req_id="r", end=True)], cid)
+    clock = VirtualClock(ctrl, fps=fps, duration=3.4)
+    audio, frames = [], []
+    for tick in clock:
+        audio.append(tick.audio.copy())
+        frames.append(tick.frame.copy())
+    played = np.concatenate(audio)
+    # Every sample once, in order, then silence; each video frame shows the keyframe
+    # of the audio position at its start (frame 0 is before the first sample: idle).
+    assert np.array_equal(played[: len(pcm)], pcm) and not played[len(pcm):].any()
+    assert not frames[0].any()
+    for i in range(1, 75):
+        assert np.array_equal(frames[i], kf[i]), i
+    assert not frames[-1].any()  # back to the idle frame after the end
