@@ -106,7 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError("the local motion server is not available in this installation")
             from ..server.app import run_args
 
-            return run_args(args)
+            try:
+                return run_args(args)
+            except RuntimeError as exc:  # a missing dependency, named by the server
+                print(f"{PROG} serve: {exc}", file=sys.stderr)
+                return 1
         if args.command == "bench":
             from .bench import run_bench
 

@@ -480,7 +480,12 @@ async def _run_network(args, utt: Utterance, *, on_arrival: Callable[[Arrival], 
         except ImportError as exc:
             raise UsageError(f"the local motion server cannot start here: {exc}") from None
         server = MotionServer()
-        await server.start("127.0.0.1", 0)
+        try:
+            await server.start("127.0.0.1", 0)
+        except RuntimeError as exc:  # aiohttp missing: the server says what to install
+            from ..errors import AvatarKitError
+
+            raise AvatarKitError(str(exc)) from None
 
     connected = asyncio.get_running_loop().create_future()
 
