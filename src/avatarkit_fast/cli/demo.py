@@ -368,8 +368,10 @@ class _Recorder:
         st = ctrl.stats
         # Fed live from another thread, the controller may have been interrupted
         # between the snapshot and the frame: such a frame is not measured.
-        # Before its first sample is read a conversation shows the idle frame.
-        self.playing[i] = playing and played0 > 0 and _stat(st, "interrupts") == interrupts0
+        # A conversation waiting for its first animation shows the idle frame (zeros
+        # here): measured from the first keyframe shown on.
+        self.playing[i] = (playing and (played0 > 0 or bool(tick.frame.any()))
+                           and _stat(st, "interrupts") == interrupts0)
         if self.playing[i] and self.first_frame is None:
             self.first_frame = i
         self.stall[i] = (_stat(st, "underrun_samples") > under0) or (_stat(st, "stalls") > stalls0)
