@@ -29,7 +29,14 @@ class Impl:
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)
-        return importlib.import_module(f"avatarkit_fast._{name}_{self.tag}")
+        module = f"avatarkit_fast._{name}_{self.tag}"
+        try:
+            return importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            # hasattr() probes (hypothesis, mock) expect AttributeError
+            raise AttributeError(name) from exc
 
     def __repr__(self) -> str:
         return f"Impl({self.tag!r})"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["schema", "decode_frames", "build_animation", "FLAME_FIELDS"]
+__all__ = ["schema", "decode_frames", "frames_of", "build_animation", "FLAME_FIELDS"]
 
 #: Flame fields in wire order: (name, field number, floats).
 FLAME_FIELDS = (
@@ -190,6 +190,23 @@ def decode_frames(data: bytes) -> tuple[Any, np.ndarray]:
     ]  # fmt: skip
     frames = np.array(rows, dtype=np.float32).reshape(len(rows), 120)
     return env, frames
+
+
+def frames_of(env: Any) -> np.ndarray:
+    """The keyframes of a parsed protobuf ``Message`` as float32 (n, 120),
+    absent Flame fields as zeros (a field of any other length raises)."""
+    keyframes = env.server_response_animation.animation.keyframes
+    frames = np.zeros((len(keyframes), 120), dtype=np.float32)
+    for i, k in enumerate(keyframes):
+        start = 0
+        for name, _, size in FLAME_FIELDS:
+            values = getattr(k, name)
+            if len(values):
+                if len(values) != size:
+                    raise ValueError(f"Flame.{name} holds {len(values)} floats, not {size}")
+                frames[i, start : start + size] = values
+            start += size
+    return frames
 
 
 def build_animation(
