@@ -631,7 +631,11 @@ def _is_buffer(data):
 
 
 cdef _Scan _scan(_Input inp, object max_frames):
-    cdef Py_ssize_t cap = min(_py._check_max_frames(max_frames), PY_SSIZE_T_MAX)
+    cdef Py_ssize_t cap
+    if type(max_frames) is int and 0 <= max_frames <= PY_SSIZE_T_MAX:
+        cap = max_frames
+    else:  # the twin converts or refuses it
+        cap = min(_py._check_max_frames(max_frames), PY_SSIZE_T_MAX)
     cdef _Scan st = _Scan()
     _scan_envelope(inp.buf, inp.size, st, cap, inp.src)
     return st
