@@ -53,6 +53,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="simulated network jitter on the relay, 0..N ms per message (default 30)")
     demo.add_argument("--interrupt-at", type=float, default=None, metavar="SECONDS",
                       help="interrupt the conversation at this playout time")
+    demo.add_argument("--server-speed", type=float, default=None, metavar="X",
+                      help="the motion server paces animation at X times real time (default: as fast "
+                           "as audio arrives); 1.0 shows what a slow server does to playout")
     demo.add_argument("--realtime", action="store_true", help="pace the virtual clock to real time")
     demo.add_argument("--play", action="store_true", help="play through the sound card (implies --realtime)")
     demo.add_argument("--sync-mode", choices=("audio_independent", "strict_sync"), default="audio_independent")

@@ -372,7 +372,7 @@ class _Recorder:
         # here): measured from the first keyframe shown on.
         self.playing[i] = (playing and (played0 > 0 or bool(tick.frame.any()))
                            and _stat(st, "interrupts") == interrupts0)
-        if self.playing[i] and self.first_frame is None:
+        if self.playing[i] and self.first_frame is None and tick.frame.any():
             self.first_frame = i
         self.stall[i] = (_stat(st, "underrun_samples") > under0) or (_stat(st, "stalls") > stalls0)
         if self.start_sample is None and _stat(st, "interrupts") == interrupts0:
@@ -481,7 +481,7 @@ async def _run_network(args, utt: Utterance, *, on_arrival: Callable[[Arrival], 
             from ..server import MotionServer
         except ImportError as exc:
             raise UsageError(f"the local motion server cannot start here: {exc}") from None
-        server = MotionServer()
+        server = MotionServer(speed=args.server_speed)
         try:
             await server.start("127.0.0.1", 0)
         except RuntimeError as exc:  # aiohttp missing: the server says what to install
@@ -791,8 +791,9 @@ def _conversation_keyframes(arrivals: list[Arrival], req_id: Optional[str]) -> t
 
 def sync_errors(play: Playout, keyframes: np.ndarray, interpolation: str) -> np.ndarray:
     """Per measured video frame: |position of the keyframe shown - position the
-    audio calls for|, in frames.  NaN where nothing was measured (not playing,
-    before the conversation's first sample, or past its animation)."""
+    audio calls for|, in frames.  NaN where nothing was measured: not playing,
+    the idle frame (no keyframe yet), past the animation's end, or a frame
+    whose audio stood still (a stall: the picture holds, nothing is heard)."""
     n = len(play.frames)
     err = np.full(n, np.nan)
     if play.start_sample is None or not len(keyframes):
@@ -801,24 +802,31 @@ def sync_errors(play: Playout, keyframes: np.ndarray, interpolation: str) -> np.
     first = int(play.start_sample // spf)
     diffs = np.diff(keyframes, axis=0)
     seg_len2 = np.einsum("ij,ij->i", diffs, diffs)
+    pos_s = np.round(play.audio_time * play.sample_rate).astype(np.int64)
     for i in range(first, n):
         if not play.playing[i]:
             continue
-        s = int(round(play.audio_time[i] * play.sample_rate))
+        s = int(pos_s[i])
+        if i + 1 < n and play.playing[i + 1] and 0 <= pos_s[i + 1] - s < int(spf):
+            continue  # the audio waited during this frame
+        want = s * play.fps / play.sample_rate
         want = s * play.fps / play.sample_rate
         if interpolation == "none":
             want = math.floor(want)
         if want > len(keyframes) - 1:
             continue
         row = play.frames[i]
-        lo = max(0, int(want) - 60)
-        hi = min(len(keyframes), int(want) + 61)
-        # Exact match first (interpolation off), else the nearest point on a segment.
-        exact = np.flatnonzero(np.all(keyframes[lo:hi] == row, axis=1))
+        if not row.any():
+            continue  # the idle frame: no keyframe shown (counted apart)
+        # Exact match first (interpolation off, or a held keyframe), else the
+        # nearest point on a segment between neighbouring keyframes.
+        exact = np.flatnonzero(np.all(keyframes == row, axis=1))
         if len(exact):
-            pos = lo + exact[np.argmin(np.abs(lo + exact - want))]
+            pos = exact[np.argmin(np.abs(exact - want))]
             err[i] = abs(pos - want)
             continue
+        lo = max(0, int(want) - 60)
+        hi = min(len(keyframes), int(want) + 61)
         best = (np.inf, 0.0)
         for j in range(lo, min(hi, len(keyframes) - 1)):
             d = diffs[j]
@@ -857,7 +865,8 @@ def _build_report(args, utt, log, play, info, ctrl, keyframes, err, timings) -> 
     return {
         "input": {"source": utt.source, "sample_rate": utt.sample_rate, "samples": int(len(utt.pcm)),
                   "seconds": round(len(utt.pcm) / utt.sample_rate, 3)},
-        "pipeline": {"mode": mode, "session": log.backend, "fps": args.fps, "sync_mode": args.sync_mode,
+        "pipeline": {"mode": mode, "session": log.backend, "server_speed": args.server_speed,
+                     "fps": args.fps, "sync_mode": args.sync_mode,
                      "interpolation": args.interpolation, "jitter_ms": args.jitter_ms,
                      "interrupt_at": args.interrupt_at},
         "first_keyframe_latency_ms": None if latency is None else round(latency, 1),
@@ -866,6 +875,8 @@ def _build_report(args, utt, log, play, info, ctrl, keyframes, err, timings) -> 
             "max": float(measured.max()) if len(measured) else None,
             "mean": float(measured.mean()) if len(measured) else None,
             "frames_measured": int(len(measured)),
+            # Audio playing while no keyframe had come yet (it started after max_frame_wait).
+            "frames_without_keyframe": int(np.sum(play.playing & ~play.frames.any(axis=1))),
         },
         "underrun_samples": int(_stat(stats, "underrun_samples")),
         "stalls": int(_stat(stats, "stalls")),
@@ -919,6 +930,8 @@ def run_demo(args) -> int:
         raise UsageError(f"--jitter-ms must not be negative, got {args.jitter_ms:g}")
     if args.interrupt_at is not None and args.interrupt_at < 0:
         raise UsageError(f"--interrupt-at must not be negative, got {args.interrupt_at:g}")
+    if args.server_speed is not None and not (0.05 <= args.server_speed <= 1000):
+        raise UsageError(f"--server-speed must be between 0.05 and 1000, got {args.server_speed:g}")
     if not (32 <= args.size <= 1024):
         raise UsageError(f"--size must be between 32 and 1024, got {args.size}")
     try:
