@@ -275,3 +275,40 @@ def test_version_and_console_script():
         pytest.skip("the package is not installed with its console script here")
     proc = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "demo" in proc.stdout
+
+
+def test_demo_slow_server_strict_sync_stalls_and_loses_nothing(tmp_path):
+    out = tmp_path / "out"
+    proc, report = run_demo(out, "--seconds", "4.5", "--server-speed", "1", "--sync-mode", "strict_sync",
+                            "--jitter-ms", "0")
+    pcm = synthesize_speech(4.5, RATE, seed=7)
+    played, rate = read_wav(out / "played.wav")
+    frames = np.load(out / "keyframes.npy")
+    assert report["stalls"] >= 1 and report["underrun_samples"] > 0
+    # Audio waited for its keyframes: never a keyframe out of step with the audio.
+    assert report["sync_error_frames"]["max"] == 0
+    # Nothing lost, nothing doubled: with the stall silences taken out, the input.
+    spf = RATE // FPS
+    heard = []
+    start = report["start_silence_samples"]
+    first = start // spf
+    assert not played[:first * spf].any()
+    # Each frame's chunk is the next samples of the input, then silence while audio waits.
+    pos = 0
+    for i in range(first, len(frames)):
+        chunk = played[i * spf:(i + 1) * spf]
+        n = min(spf, len(pcm) - pos)
+        if np.array_equal(chunk[:n], pcm[pos:pos + n]) and n > 0:
+            k = n
+        else:
+            k = 0
+            while k < n and chunk[k] == pcm[pos + k]:
+                k += 1
+            # Only silence after the samples played in this frame.
+            while k > 0 and chunk[k:].any():
+                k -= 1
+        assert not chunk[k:].any() or k == n, i
+        heard.append(chunk[:k])
+        pos += k
+    assert pos == len(pcm)
+    assert np.array_equal(np.concatenate(heard), pcm)
