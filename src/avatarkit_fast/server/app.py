@@ -202,8 +202,7 @@ class MotionServer:
             await runner.cleanup()
             raise
         self._runner = runner
-        sock = site._server.sockets[0]  # the bound address, port 0 resolved
-        self.host, self.port = host, sock.getsockname()[1]
+        self.host, self.port = host, runner.addresses[0][1]  # port 0 resolved
 
     async def stop(self) -> None:
         """Close every session and stop listening."""
