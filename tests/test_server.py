@@ -373,3 +373,67 @@ def test_expired_token_unknown_avatar_and_limits():
     assert busy.phase == "websocket_handshake" and busy.server_code == "4003"
     assert closed == [4002]
     assert expired.http_status == 401 and expired.code == spatius.AvatarSDKErrorCode.sessionTokenExpired
+
+
+_AVATARKIT_CLIENT = r"""
+import asyncio, json, sys
+from datetime import datetime, timedelta, timezone
+import avatarkit
+
+console, ingress, pcm_path = sys.argv[1:4]
+pcm = open(pcm_path, "rb").read()
+
+async def main():
+    results = []
+    for query_auth in (False, True):
+        frames, errors, done = [], [], asyncio.Event()
+        def transport_frames(data, last):
+            frames.append((data.hex(), last))
+            if last:
+                done.set()
+        session = avatarkit.new_avatar_session(
+            avatar_id="avatar-1", api_key="key-1", app_id="app-1", use_query_auth=query_auth,
+            expire_at=datetime.now(timezone.utc) + timedelta(hours=1),
+            console_endpoint_url=console, ingress_endpoint_url=ingress,
+            transport_frames=transport_frames, on_error=lambda e: errors.append(str(e)),
+        )
+        await session.init()
+        await session.start()
+        for i in range(0, len(pcm), 640):
+            await session.send_audio(pcm[i:i + 640], end=i + 640 >= len(pcm))
+        await asyncio.wait_for(done.wait(), 20)
+        await session.close()
+        results.append({"frames": frames, "errors": errors})
+    print(json.dumps(results))
+
+asyncio.run(main())
+"""
+
+
+def test_older_sdk_name_avatarkit_works_unchanged(recording, tmp_path):
+    """The SDK's earlier release under the name ``avatarkit`` (0.1.x): the same
+    protocol.  It registers the same ``message.proto`` as ``spatius``, so the two
+    cannot be imported into one process: it runs in its own."""
+    import importlib.util
+
+    if importlib.util.find_spec("avatarkit") is None:
+        pytest.skip("the avatarkit package (the SDK's earlier name) is not installed")
+    pcm_path = tmp_path / "utterance.pcm"
+    pcm_path.write_bytes(recording.pcm)
+
+    async def scenario():
+        async with MotionServer() as server:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _AVATARKIT_CLIENT,
+                server.console_endpoint_url, server.ingress_endpoint_url, str(pcm_path),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )
+            out, err = await proc.communicate()
+            assert proc.returncode == 0, err.decode()
+            return json.loads(out)
+
+    for result in run(scenario()):
+        assert not result["errors"]
+        envelopes = [(bytes.fromhex(d), last) for d, last in result["frames"]]
+        assert [len(wire.decode_message(d).frames) for d, _ in envelopes] == [50, 100, 100, 100, 100, 57]
+        assert [last for _, last in envelopes] == [False] * 5 + [True]
