@@ -216,6 +216,21 @@ def test_sender_with_a_plain_sink(recording):
     assert sender.envelopes_dropped == 1 and sender.frames_sent == 4
 
 
+def test_sender_turns_a_failed_request_into_audio_only():
+    out: list[bytes] = []
+    sender = RelaySender(out.append)
+
+    class SDKError(Exception):
+        def __init__(self, req_id):
+            super().__init__("server error")
+            self.req_id = req_id
+
+    sender.on_error(SDKError("R1"))
+    sender.on_error(SDKError(None))  # a session-wide error: nothing to say per request
+    sender.on_error(ValueError("no req_id at all"))
+    assert [decode_frame(f) for f in out] == [AudioOnly("R1")]
+
+
 def test_sender_with_an_async_sink_keeps_order():
     async def scenario():
         got: list[bytes] = []

@@ -437,3 +437,31 @@ def test_older_sdk_name_avatarkit_works_unchanged(recording, tmp_path):
         envelopes = [(bytes.fromhex(d), last) for d, last in result["frames"]]
         assert [len(wire.decode_message(d).frames) for d, _ in envelopes] == [50, 100, 100, 100, 100, 57]
         assert [last for _, last in envelopes] == [False] * 5 + [True]
+
+
+def test_a_failed_request_reaches_the_sdk_with_its_req_id_and_relays_as_audio_only():
+    from avatarkit_fast.relay import AudioOnly, RelaySender, decode_frame
+
+    async def scenario():
+        async with MotionServer(max_request_seconds=1.0) as server:
+            sink = Collector()
+            relayed: list[bytes] = []
+            sender = RelaySender(relayed.append)
+
+            def on_error(err):
+                sink.on_error(err)
+                sender.on_error(err)
+
+            async with new_session(server, sink, on_error=on_error) as session:
+                req_id = await send_pcm(session, b"\x00\x10" * 16000 * 2)  # 2 s > the 1 s cap
+                await sink.wait(lambda: sink.errors)
+                # The session goes on serving the next request.
+                ok = await send_pcm(session, b"\x00\x10" * 8000)
+                await sink.wait(lambda: any(last for _, last in sink.of(ok)))
+            return req_id, sink, relayed
+
+    req_id, sink, relayed = run(scenario())
+    assert len(sink.errors) == 1 and sink.errors[0].req_id == req_id
+    assert "exceeds" in sink.errors[0].message
+    assert [decode_frame(f) for f in relayed] == [AudioOnly(req_id)]
+    assert not sink.of(req_id)

@@ -199,7 +199,7 @@ class RelaySender:
     by a writer task; ``await flush()`` waits for them.
 
     Wire it to a server-SDK session: pass ``transport_frames=sender.transport_frames``
-    to the session, and send audio with ``await sender.send_audio(session, pcm, end)``
+    (and ``on_error=sender.on_error``) to the session, and send audio with ``await sender.send_audio(session, pcm, end)``
     (or, after each ``req_id = await session.send_audio(pcm, end)``, call
     ``sender.audio(req_id, pcm, end)``).
     """
@@ -244,6 +244,18 @@ class RelaySender:
         req_id = await session.interrupt()
         self.interrupt(req_id)
         return req_id
+
+    def on_error(self, error: Exception) -> None:
+        """The server SDK's ``on_error`` callback: when the motion server fails a
+        request (the error names its ``req_id``), the client plays that request's
+        audio without animation instead of waiting for it.  Never raises."""
+        req_id = getattr(error, "req_id", None)
+        if not isinstance(req_id, str) or not req_id:
+            return
+        try:
+            self.audio_only(req_id)
+        except Exception:
+            logger.exception("relay: could not write an audio-only frame")
 
     def audio(self, req_id: str, pcm: bytes | bytearray | memoryview, end: bool = False) -> None:
         self._emit(encode_frame(AudioChunk(req_id, bytes(pcm), bool(end))))

@@ -626,8 +626,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--speed", type=float, default=None,
         help="pace animation at this multiple of real time (default: as fast as audio arrives)",
     )
-    parser.add_argument("--max-session-seconds", type=float, default=None)
-    parser.add_argument("--max-sessions", type=int, default=None)
+    parser.add_argument(
+        "--max-session-seconds", type=float, default=None, metavar="S",
+        help="end sessions after S seconds (ServerError and close code 4002)",
+    )
+    parser.add_argument(
+        "--max-sessions", type=int, default=None, metavar="N",
+        help="refuse sessions beyond N at once (ServerError and close code 4003)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log sessions and errors")
     return parser
 
