@@ -205,7 +205,9 @@ def flame_variant(draw, values: np.ndarray) -> tuple[bytes, np.ndarray]:
 @st.composite
 def animation_variant(draw):
     frames = draw(finite_frames)
-    kf_bytes = [flame_variant(draw, row)[0] for row in frames]
+    variants = [flame_variant(draw, row) for row in frames]
+    kf_bytes = [kf for kf, _ in variants]
+    expected = np.array([exp for _, exp in variants], np.float32).reshape(len(frames), 120)
     # keyframes spread over one or more ``animation`` fields (they merge)
     groups: list[list[bytes]] = [[]]
     for kf in kf_bytes:
@@ -222,7 +224,8 @@ def animation_variant(draw):
             else:
                 sra_parts.append(tag(fnum, 0) + varint(draw(st.integers(0, 2**64 - 1))))
     rnd = draw(st.randoms(use_true_random=False))
-    # strings and bools may move anywhere; the animation parts keep their order
+    # strings and bools may move anywhere; the animation parts keep their order,
+    # and so do the envelope's field-6 occurrences: the keyframes stay in order
     anim_parts = [p for p in sra_parts if p[0] == 0x22]
     other = [p for p in sra_parts if p[0] != 0x22]
     rnd.shuffle(other)
@@ -238,23 +241,21 @@ def animation_variant(draw):
         i = j
     if not envelope_parts or draw(st.booleans()):
         envelope_parts.insert(0, ld(6, b""))
-    type_fields = [tag(1, 0) + varint(t) for t in draw(st.lists(st.integers(0, 7), max_size=2))]
-    type_fields.append(tag(1, 0) + b"\x05")
-    parts = envelope_parts + type_fields[:-1]
-    rnd.shuffle(parts)
-    parts.insert(rnd.randint(len(parts) - len(type_fields) + 1, len(parts)) if parts else 0,
-                 type_fields[-1])  # fmt: skip
-    # type must end up 5: put the last type field after every other one
-    last_type_at = max(i for i, p in enumerate(parts) if p[0] == 0x08)
-    if parts[last_type_at] != type_fields[-1]:
-        parts.remove(type_fields[-1])
-        parts.append(type_fields[-1])
-    return sprinkle(draw, parts, set(range(1, 9)) - {7})
+    # decoy ``type`` values (the last one wins), then type 5 somewhere after them
+    parts = envelope_parts[:]
+    after = 0
+    for t in draw(st.lists(st.integers(0, 7), max_size=2)):
+        at = rnd.randint(0, len(parts))
+        parts.insert(at, tag(1, 0) + varint(t))
+        after = at + 1 if at >= after else after + 1
+    parts.insert(rnd.randint(after, len(parts)), tag(1, 0) + b"\x05")
+    return sprinkle(draw, parts, set(range(1, 9)) - {7}), expected
 
 
 @settings(SETTINGS, max_examples=max(EXAMPLES * 2 // 5, 10))
 @given(data=animation_variant())
 def test_variants_decode_as_protobuf_parses_them(impl, data):
+    data, expected = data
     ref = protoref.schema().Message()
     ref.ParseFromString(data)
     assert ref.type == 5
@@ -265,6 +266,7 @@ def test_variants_decode_as_protobuf_parses_them(impl, data):
         sra.connection_id, sra.req_id, sra.end, sra.avatar_id,
     )  # fmt: skip
     assert np.array_equal(bits(m.frames), bits(ref_frames))
+    assert np.array_equal(bits(m.frames), bits(expected))
     assert impl.wire.count_keyframes(data) == len(sra.animation.keyframes)
 
 
