@@ -12,6 +12,7 @@ import platform
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
 PKG = HERE / "src" / "avatarkit_fast"
@@ -42,7 +43,7 @@ def _extensions():
                 [str(src.relative_to(HERE))],
                 include_dirs=[numpy.get_include()],
                 define_macros=macros,
-                extra_compile_args=[] if os.name == "nt" else ["-O3"],
+                extra_compile_args=[] if os.name == "nt" else (["-O1", "-g"] if DEBUG else ["-O3", "-g0"]),
             )
         )
     directives = {
@@ -58,4 +59,18 @@ def _extensions():
     return cythonize(exts, compiler_directives=directives, quiet=True)
 
 
-setup(ext_modules=[] if NO_EXTENSIONS else _extensions())
+class BuildPy(build_py):
+    """Leaves out a ``_NAME_c.py`` source when it is compiled: the wheel ships
+    the extension, and the twin ``_NAME_py.py`` stays as the readable fallback."""
+
+    def find_package_modules(self, package, package_dir):
+        modules = super().find_package_modules(package, package_dir)
+        if NO_EXTENSIONS:
+            return modules
+        return [m for m in modules if not m[1].endswith("_c")]
+
+
+setup(
+    ext_modules=[] if NO_EXTENSIONS else _extensions(),
+    cmdclass={"build_py": BuildPy},
+)
