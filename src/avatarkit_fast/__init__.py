@@ -19,9 +19,31 @@ from .errors import (
     UpstreamUnavailable,
 )
 from .controller import AvatarController, ConversationState
-from .session import AvatarSession, ConnectionState, fetch_session_token
 
 __version__ = "0.1.0"
+
+# SDK mode pulls in asyncio and websockets; a host-mode program that never
+# uses it should not pay for that at import time.
+_LAZY = {
+    "AvatarSession": "session",
+    "ConnectionState": "session",
+    "fetch_session_token": "session",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)
 
 __all__ = [
     "AudioDeviceError",
