@@ -231,6 +231,30 @@ def test_sender_turns_a_failed_request_into_audio_only():
     assert [decode_frame(f) for f in out] == [AudioOnly("R1")]
 
 
+def test_sender_drives_a_session_and_the_relay_together():
+    class Session:  # the server SDK's two calls, as spatius has them
+        def __init__(self):
+            self.sent = []
+
+        async def send_audio(self, audio, end=False):
+            self.sent.append((audio, end))
+            return "REQ"
+
+        async def interrupt(self):
+            return "REQ"
+
+    async def scenario():
+        out: list[bytes] = []
+        sender, session = RelaySender(out.append), Session()
+        assert await sender.send_audio(session, b"\1\2", end=True) == "REQ"
+        assert await sender.interrupt_session(session) == "REQ"
+        return session.sent, [decode_frame(f) for f in out]
+
+    sent, frames = asyncio.run(scenario())
+    assert sent == [(b"\1\2", True)]
+    assert frames == [AudioChunk("REQ", b"\1\2", True), Interrupt("REQ")]
+
+
 def test_sender_with_an_async_sink_keeps_order():
     async def scenario():
         got: list[bytes] = []
