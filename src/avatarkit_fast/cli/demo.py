@@ -583,6 +583,18 @@ async def _run_network(args, utt: Utterance, *, on_arrival: Callable[[Arrival], 
     return log
 
 
+def _pipeline(coro):
+    """Run the network part; a failure of a peer is one line, not a traceback."""
+    from ..errors import AvatarKitError
+
+    try:
+        return asyncio.run(coro)
+    except (AvatarKitError, UsageError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the SDK's and the transport's own errors
+        raise AvatarKitError(f"the pipeline failed: {type(exc).__name__}: {exc}") from exc
+
+
 def _done_playing(ctrl, network_done: bool) -> bool:
     return network_done and not _is_playing(ctrl) and _stat(ctrl.stats, "buffered_audio_ms") <= 0
 
@@ -709,7 +721,7 @@ def _live(args, utt: Utterance, ctrl, progress: Optional[Progress]) -> tuple[Net
         log.arrivals = log_box.arrivals
         return log
 
-    log = asyncio.run(main())
+    log = _pipeline(main())
     if state["error"] is not None:
         raise state["error"]
     player = player_box.get("player")
@@ -966,7 +978,7 @@ def run_demo(args) -> int:
         else:
             prog = Progress("network", enabled=None if show else False)
             arrivals: list[Arrival] = []
-            log = asyncio.run(_run_network(args, utt, on_arrival=arrivals.append, progress=prog))
+            log = _pipeline(_run_network(args, utt, on_arrival=arrivals.append, progress=prog))
             log.arrivals = arrivals
             prog.close()
             timings["network"] = time.monotonic() - t_start
