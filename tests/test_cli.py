@@ -125,13 +125,17 @@ def test_demo_with_a_wav_file_and_the_built_in_session(tmp_path):
     assert report["sync_error_frames"]["max"] == 0
 
 
-def test_demo_interrupt_leaves_nothing_stale(tmp_path):
+@pytest.mark.parametrize("server", ["fast", "slow"])
+def test_demo_interrupt_leaves_nothing_stale(tmp_path, server):
     out = tmp_path / "out"
-    proc, report = run_demo(out, "--seconds", "3", "--interrupt-at", "1.2")
-    pcm = synthesize_speech(3.0, RATE, seed=7)
+    # A slow server's later batches arrive after the interrupt: dropped as stale.
+    extra = ["--server-speed", "1", "--seconds", "6", "--interrupt-at", "2.6"] if server == "slow" \
+        else ["--seconds", "3", "--interrupt-at", "1.2"]
+    proc, report = run_demo(out, *extra)
+    pcm = synthesize_speech(float(extra[extra.index("--seconds") + 1]), RATE, seed=7)
     played, frames = check_outputs(out, report, pcm)
     t = report["interrupted_at"]
-    assert t is not None and t >= 1.2
+    assert t is not None and t >= float(extra[-1])
     cut = int(round(t * RATE))
     start = report["start_silence_samples"]
     # Up to the interrupt: the input in order; from it on: not one old sample or keyframe.
@@ -140,6 +144,9 @@ def test_demo_interrupt_leaves_nothing_stale(tmp_path):
     assert not frames[int(round(t * FPS)):].any()
     assert report["counts"]["interrupts"] == 1
     assert report["sync_error_frames"]["max"] == 0
+    if server == "slow":
+        assert report["stale_drops"] > 0
+        assert max(report["arrivals"]["animation_s"]) > t
 
 
 def write_recording(path: Path, recording) -> Path:

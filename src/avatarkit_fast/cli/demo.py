@@ -1037,7 +1037,7 @@ def _print_summary(r: dict, out: Path) -> None:
         f"  first keyframe after {lat:.0f} ms" if lat is not None else "  no keyframe was shown",
         f"  sync error: max {se['max']:.2f}, mean {se['mean']:.3f} frames over {se['frames_measured']} frames"
         if se["max"] is not None else "  sync error: nothing measured",
-        f"  underruns {r['underrun_samples']} samples, stalls {r['stalls']}, stale drops {r['stale_drops']}"
+        f"  underruns {r['underrun_samples']} samples, stalls {r['stalls']}, stale keyframes dropped {r['stale_drops']}"
         + (f", interrupted at {r['interrupted_at']:.2f} s" if r.get("interrupted_at") is not None else ""),
         f"  {c['video_frames']} video frames, {c['audio_messages']} audio + {c['animation_messages']} "
         f"animation messages, {c['keyframes_received']} keyframes received, in {r['timings_s']['total']:.1f} s",
