@@ -28,6 +28,8 @@ _LAZY = {
     "AvatarSession": "session",
     "ConnectionState": "session",
     "fetch_session_token": "session",
+    "SoundDevicePlayer": "playback",
+    "VirtualClock": "playback",
 }
 
 
@@ -65,7 +67,9 @@ __all__ = [
     "RelayError",
     "ServerError",
     "SessionTimeout",
+    "SoundDevicePlayer",
     "UpstreamUnavailable",
+    "VirtualClock",
     "__version__",
     "fetch_session_token",
 ]
