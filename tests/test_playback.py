@@ -279,3 +279,32 @@ def test_virtual_clock_drives_the_controller_in_sync(impl, interpolation):
     for i in range(75):
         assert np.array_equal(frames[i], kf[i]), i
     assert not frames[-1].any()  # back to the idle frame after the end
+
+
+def test_virtual_clock_async_iteration_leaves_the_loop_running():
+    import asyncio
+
+    async def main():
+        beats = 0
+        stop = asyncio.Event()
+
+        async def other_work():
+            nonlocal beats
+            while not stop.is_set():
+                beats += 1
+                await asyncio.sleep(0.005)
+
+        task = asyncio.ensure_future(other_work())
+        src = Ramp()
+        clock = VirtualClock(src, fps=50, realtime=True, duration=0.3)
+        t0 = time.monotonic()
+        ticks = [t.index async for t in clock]
+        elapsed = time.monotonic() - t0
+        stop.set()
+        await task
+        return ticks, elapsed, beats, src
+
+    ticks, elapsed, beats, src = asyncio.run(main())
+    assert ticks == list(range(15)) and src.pos == 15 * 320
+    assert elapsed >= 0.27
+    assert beats >= 20  # the event loop kept running between ticks

@@ -123,17 +123,17 @@ class VirtualClock:
         sr, fps = self.sample_rate, self.fps
         return (index + 1) * sr // fps - index * sr // fps
 
-    def step(self) -> Tick:
-        """Advance one video frame (waiting for its time when paced)."""
-        if self.realtime:
-            now = self._clock()
-            if self._t0 is None:
-                self._t0 = now
-            due = self._t0 + self._index / self.fps
-            if due > now:
-                self._sleep(due - now)
-            elif now - due > 1.0 / self.fps:
-                self.late_steps += 1
+    def _due_in(self) -> float:
+        """Seconds until the next step is due (paced clocks; counts late steps)."""
+        now = self._clock()
+        if self._t0 is None:
+            self._t0 = now
+        wait = self._t0 + self._index / self.fps - now
+        if wait < -1.0 / self.fps:
+            self.late_steps += 1
+        return wait
+
+    def _advance(self) -> Tick:
         i = self._index
         n = self.chunk_size(i)
         audio = self._audio[:n]
@@ -143,15 +143,40 @@ class VirtualClock:
         self._samples += n
         return Tick(i, i / self.fps, audio, self._frame)
 
+    def step(self) -> Tick:
+        """Advance one video frame (sleeping until its time when paced)."""
+        if self.realtime:
+            wait = self._due_in()
+            if wait > 0:
+                self._sleep(wait)
+        return self._advance()
+
+    async def astep(self) -> Tick:
+        """:meth:`step` for an asyncio program: a paced clock awaits its time
+        instead of blocking the event loop (the network keeps running)."""
+        import asyncio
+
+        wait = self._due_in() if self.realtime else 0.0
+        await asyncio.sleep(wait if wait > 0 else 0)
+        return self._advance()
+
     def stop(self) -> None:
         """End iteration after the current tick."""
         self._stopped = True
 
+    def _more(self) -> bool:
+        if self._stopped:
+            return False
+        return self.duration is None or self._index < round(self.duration * self.fps)
+
     def __iter__(self) -> Iterator[Tick]:
-        while not self._stopped:
-            if self.duration is not None and self._index >= round(self.duration * self.fps):
-                return
+        while self._more():
             yield self.step()
+
+    async def __aiter__(self):
+        """``async for tick in clock``: as iteration, awaiting each step's time."""
+        while self._more():
+            yield await self.astep()
 
 
 def check_output_device(device: Any = None) -> str:
