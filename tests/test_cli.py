@@ -313,7 +313,8 @@ def test_readme_host_mode_example_runs(tmp_path):
     try:
         port = server.stdout.readline().strip().rsplit(":", 1)[1]
         proc = subprocess.run([sys.executable, "-c", code.replace("127.0.0.1:8765", f"127.0.0.1:{port}")],
-                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     finally:
         server.terminate()
         server.wait(timeout=10)
