@@ -1,3 +1,4 @@
+# cython: binding=False, always_allow_keywords=False
 """The audio-clock synchronisation engine: conversation state machine, sample
 counting and keyframe pick.
 
