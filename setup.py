@@ -24,8 +24,23 @@ NO_EXTENSIONS = (
 DEBUG = os.environ.get("AVATARKIT_CYTHON_DEBUG", "") not in ("", "0")
 
 
+def _heal_twin_links():
+    """``_X_c.py`` is a symbolic link to ``_X_py.py`` (one source, compiled
+    against ``_X_c.pxd``).  Where a checkout cannot make links (Git on Windows
+    by default) it holds the link's target as text: copy the twin there."""
+    for pxd in PKG.rglob("_*_c.pxd"):
+        link = pxd.with_suffix(".py")
+        twin = pxd.with_name(pxd.stem[: -len("_c")] + "_py.py")
+        if not twin.is_file() or not link.exists() or link.is_symlink():
+            continue
+        if link.read_bytes().strip() == twin.name.encode():
+            link.write_bytes(twin.read_bytes())
+
+
 def _extensions():
     from Cython.Build import cythonize
+
+    _heal_twin_links()
     from setuptools import Extension
     import numpy
 
