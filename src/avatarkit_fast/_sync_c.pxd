@@ -13,6 +13,8 @@ cdef class SyncEngine:
     cdef readonly bint linear
     cdef readonly long long max_wait_samples
     cdef object _notify
+    cdef object _fallback
+    cdef readonly object conversation_id
     cdef long long _no_limit
     cdef readonly int state
     cdef readonly bint closed

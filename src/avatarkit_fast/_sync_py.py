@@ -54,6 +54,12 @@ EV_STALL = 2  # arg: True when a stall begins, False when it ends
 EV_FIRST_FRAME = 3  # arg: None; the conversation's first keyframe is current
 
 
+def _as_bool(value):
+    if isinstance(value, int) or type(value).__name__ == "bool_":
+        return bool(value)
+    raise TypeError(f"end must be a bool, got {type(value).__name__}")
+
+
 class SyncEngine:
     # Methods declared in _sync_c.pxd carry no annotations: Cython would read
     # ``int`` as "Python int object" and clash with the C types there.
@@ -70,6 +76,7 @@ class SyncEngine:
         linear: bool,
         max_wait_samples: int,
         notify,
+        fallback=None,
     ) -> None:
         if sample_rate <= 0 or fps <= 0:
             raise ValueError("sample_rate and fps must be positive")
@@ -83,6 +90,8 @@ class SyncEngine:
         self.linear = linear
         self.max_wait_samples = max_wait_samples
         self._notify = notify
+        self._fallback = fallback
+        self.conversation_id = None
         self._no_limit = 1 << 62
         self.state = IDLE
         self.closed = False
@@ -120,7 +129,7 @@ class SyncEngine:
         been ended); otherwise the next audio starts a new one."""
         return self.active and not self.audio_ended and not self.closed
 
-    def begin(self) -> None:
+    def begin(self, conversation_id=None) -> None:
         """Start a new conversation; an active one is cut off (an interrupt)."""
         self.check_open()
         was_stalled = self.stalled
@@ -129,6 +138,7 @@ class SyncEngine:
             self.interrupts += 1
         self._reset()
         self.active = True
+        self.conversation_id = conversation_id
         self.conversation += 1
         self.conversations += 1
         self.state = PLAYING
@@ -136,6 +146,16 @@ class SyncEngine:
             self._emit(EV_STALL, False)
         if old_state != PLAYING:
             self._emit(EV_STATE, PLAYING)
+
+    def yield_audio(self, pcm, end=False):
+        """The controller's ``yield_audio_data``: continue the current
+        conversation in one call and return its id, or hand the call to the
+        fallback given at construction, which begins a new conversation."""
+        if end is not True and end is not False:
+            end = _as_bool(end)
+        if self.push_audio(pcm, end) >= 0:
+            return self.conversation_id
+        return self._fallback(pcm, end)
 
     def push_audio(self, data, end):
         """Buffer PCM bytes of the current conversation; returns whole samples

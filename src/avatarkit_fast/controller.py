@@ -229,19 +229,21 @@ class AvatarController:
             interpolation == "linear",
             int(round(max_frame_wait * sample_rate)),
             self._notify,
+            self._yield_new,
         )
         # Serialises the producer side (and, with the pure-Python engine, every
         # call).  Reentrant: callbacks run under it and may call back in.
         self._lock = threading.RLock()
-        self._cid: Optional[str] = None
         self._in_on_error = False
-        self._lock_free = tag == "c"
         if tag == "c":
             # The compiled engine runs each call holding the GIL, atomically:
-            # the playout methods need no lock, so bind them straight through
-            # (the tick is then two C calls and nothing else).
+            # the playout methods and the yield of audio into a conversation in
+            # progress need no lock, so bind them straight through (the tick is
+            # then two C calls and nothing else; a new conversation falls back
+            # to _yield_new).
             self.read_audio_into = self._engine.read_audio_into  # type: ignore[method-assign]
             self.current_frame_into = self._engine.current_frame_into  # type: ignore[method-assign]
+            self.yield_audio_data = self._engine.yield_audio  # type: ignore[method-assign]
 
     # -- producer side ---------------------------------------------------------
 
@@ -256,14 +258,16 @@ class AvatarController:
         """
         if end.__class__ is not bool:
             end = _as_bool(end, "end")
-        engine = self._engine
-        # Compiled engine: one atomic call continues the conversation, no lock
-        # (an uncontended lock costs more than the whole copy).
-        if self._lock_free and engine.push_audio(pcm, end) >= 0:
-            return self._cid  # type: ignore[return-value]
         with self._lock:
-            if engine.push_audio(pcm, end) >= 0:
-                return self._cid  # type: ignore[return-value]
+            if self._engine.push_audio(pcm, end) >= 0:
+                return self._engine.conversation_id
+            return self._yield_new(pcm, end)
+
+    def _yield_new(self, pcm: Any, end: bool) -> str:
+        engine = self._engine
+        with self._lock:
+            if engine.push_audio(pcm, end) >= 0:  # another thread began one
+                return engine.conversation_id
             try:
                 nbytes = memoryview(pcm).nbytes
             except TypeError:
@@ -274,10 +278,10 @@ class AvatarController:
                 raise BufferFull(
                     f"{nbytes // 2} samples exceed the audio cap of {self._pcm.max_samples}"
                 )
-            self._cid = uuid.uuid4().hex
-            engine.begin()
+            cid = uuid.uuid4().hex
+            engine.begin(cid)
             engine.push_audio(pcm, end)
-            return self._cid
+            return cid
 
     def yield_frames_data(self, envelopes: Any, conversation_id: Optional[str]) -> bool:
         """Take the server's serialized envelopes for ``conversation_id``.
@@ -305,7 +309,7 @@ class AvatarController:
         engine = self._engine
         errors: list[AvatarKitError] = []
         with self._lock:
-            current = self._cid if engine.active else None
+            current = engine.conversation_id if engine.active else None
             if conversation_id is None or conversation_id != current:
                 drop = "stale"
             elif not envs:
@@ -385,7 +389,8 @@ class AvatarController:
 
     def get_current_conversation_id(self) -> Optional[str]:
         """The id of the conversation in progress, or None."""
-        return self._cid if self._engine.active else None
+        engine = self._engine
+        return engine.conversation_id if engine.active else None
 
     def interrupt(self) -> None:
         """Stop at once: buffers cleared, reads return silence, state IDLE, late
@@ -486,7 +491,7 @@ class AvatarController:
         elif kind == _EV_STALL:
             cb, args, name = self._on_stall, (bool(arg),), "on_playback_stall"
         elif kind == _EV_FIRST_FRAME:
-            cb, args, name = self._on_first_frame, (self._cid,), "on_first_frame"
+            cb, args, name = self._on_first_frame, (self._engine.conversation_id,), "on_first_frame"
         else:  # pragma: no cover
             return
         if cb is None:
