@@ -51,7 +51,7 @@ __all__ = ["PcmRing", "KeyframeStore", "KEYFRAME_FLOATS", "NOGIL_COPY_BYTES"]
 KEYFRAME_FLOATS = 120
 NOGIL_COPY_BYTES = 1 << 16
 cdef Py_ssize_t _NOGIL_BYTES = NOGIL_COPY_BYTES
-cdef Py_ssize_t _PCM_INITIAL = 1 << 14
+cdef Py_ssize_t _PCM_INITIAL = 1 << 12
 cdef Py_ssize_t _KF_INITIAL = 128
 cdef Py_ssize_t _KF = 120
 cdef bint _LITTLE = sys.byteorder == "little"

@@ -22,7 +22,7 @@ from .errors import BufferFull
 __all__ = ["PcmRing", "KeyframeStore", "KEYFRAME_FLOATS"]
 
 KEYFRAME_FLOATS = 120
-_PCM_INITIAL = 1 << 14  # samples (about 1 s at 16 kHz)
+_PCM_INITIAL = 1 << 12  # samples (a quarter second at 16 kHz; grows)
 _KF_INITIAL = 128  # keyframes (about 5 s at 25 fps)
 _INT16_FORMATS = ("h", "<h", "=h") if sys.byteorder == "little" else ("h", "=h", ">h")
 _FLOAT32_FORMATS = ("f", "<f", "=f") if sys.byteorder == "little" else ("f", "=f", ">f")
