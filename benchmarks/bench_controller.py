@@ -191,36 +191,36 @@ def run_sessions(kind: str, n: int, rec: Rec) -> dict:
     for k, s in enumerate(starts):
         env_at[4 * int(s)] = [rec.envelopes[k]]  # its first keyframe's audio is there
     last = 2 * (len(chunks) - 1)
-    sessions = []
     ctrls = []
-    for _ in range(n):
-        if kind == "pipeline":
-            p = PurePipeline(RATE, 25)
-            sessions.append((p.yield_audio_data, lambda e, c, p=p: p.yield_frames_data(e),
-                             p.read_audio_into, p.current_frame_into))
-        else:
-            c = AvatarController(RATE, 25, _impl=kind)
-            ctrls.append(c)
-            sessions.append((c.yield_audio_data, c.yield_frames_data, c.read_audio_into,
-                             c.current_frame_into))
-    cids = [None] * n
+    if kind == "pipeline":
+        pipes = [PurePipeline(RATE, 25) for _ in range(n)]
+        ys = [p.yield_audio_data for p in pipes]
+        yfs = [lambda e, c, p=p: p.yield_frames_data(e) for p in pipes]
+        rs = [p.read_audio_into for p in pipes]
+        fs = [p.current_frame_into for p in pipes]
+    else:
+        ctrls = [AvatarController(RATE, 25, _impl=kind) for _ in range(n)]
+        ys = [c.yield_audio_data for c in ctrls]
+        yfs = [c.yield_frames_data for c in ctrls]
+        rs = [c.read_audio_into for c in ctrls]
+        fs = [c.current_frame_into for c in ctrls]
+    cids: list = [None] * n
     buf = np.zeros(RATE // 100, np.int16)
     fb = np.zeros(120, np.float32)
-    idx = range(n)
     t0 = time.perf_counter()
     c0 = time.process_time()
     for t in range(ticks):
         pcm = chunk_at[t]
         if pcm is not None:
             end = t == last
-            for j in idx:
-                cids[j] = sessions[j][0](pcm, end)
+            cids = [y(pcm, end) for y in ys]
         envs = env_at[t]
         if envs is not None:
-            for j in idx:
-                sessions[j][1](envs, cids[j])
-        for _y, _yf, r, f in sessions:
+            for yf, cid in zip(yfs, cids):
+                yf(envs, cid)
+        for r in rs:
             r(buf)
+        for f in fs:
             f(fb)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
@@ -252,11 +252,14 @@ def collect() -> dict:
     ev["pipeline"] = envelopes_pipeline(rec)
     per_call = measure(ev, rounds=3 if short_mode() else 7, target_seconds=0.02)
     out["envelope"] = {k: v / len(rec.envelopes) for k, v in per_call.items()}
-    n_fast = 200 if short_mode() else 2000
+    # Concurrent sessions: the cost per session grows with their number (each
+    # tick walks every session's buffers), so the figure is taken at scale.
+    n_fast = 1000 if short_mode() else 10_000
     n_slow = 10 if short_mode() else 100
     sess = {}
     for i in impls:
-        runs = [run_sessions(i, n_fast if i == "c" else n_slow, rec) for _ in range(2)]
+        runs = [run_sessions(i, n_fast if i == "c" else n_slow, rec)
+                for _ in range(2 if short_mode() or i != "c" else 1)]
         sess[f"controller[{i}]"] = min(runs, key=lambda r: r["per_session_second"])
     sess["pipeline"] = run_sessions("pipeline", n_slow, rec)
     out["sessions"] = sess
@@ -290,7 +293,7 @@ def table(out: dict) -> str:
     rows.append(
         "| sessions per core (real time) | "
         + " | ".join(
-            f"{s[k]['sessions_per_core']:,.0f}" if k in s else "-"
+            f"{s[k]['sessions_per_core']:,.0f} ({s[k]['sessions']:,} concurrent)" if k in s else "-"
             for k in ("controller[c]", "controller[py]", "pipeline")
         )
         + f" | - | {s[base]['sessions_per_core'] / s['pipeline']['sessions_per_core']:.1f}x |"
@@ -348,9 +351,9 @@ def test_producer_side_beats_the_pipeline():
 @pytest.mark.skipif(NO_EXTENSIONS, reason="budgets hold for the compiled engine")
 def test_one_core_drives_ten_thousand_sessions():
     s = _results()["sessions"]["controller[c]"]
-    assert s["sessions_per_core"] >= SESSIONS_PER_CORE, (
+    assert s["sessions_per_core"] >= SESSIONS_PER_CORE * MARGIN, (
         f"{s['sessions_per_core']:,.0f} sessions per core ({_fmt(s['per_session_second'])} "
-        "per session-second)"
+        f"per session-second, {s['sessions']} concurrent)"
     )
 
 

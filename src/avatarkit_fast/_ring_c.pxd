@@ -7,17 +7,18 @@ from libc.stdint cimport int16_t
 
 @cython.final
 cdef class PcmRing:
+    # Fields a read or a write touches first (two cache lines), the rest after.
     cdef int16_t* _buf
-    cdef Py_ssize_t _capacity
-    cdef Py_ssize_t _cap
     cdef Py_ssize_t _head
     cdef readonly Py_ssize_t available
+    cdef Py_ssize_t _capacity
+    cdef readonly Py_ssize_t last_request
     cdef int _carry
-    cdef PyThread_type_lock _lock
     cdef bint _busy
     cdef object _out_obj
     cdef Py_buffer _out_view
-    cdef readonly Py_ssize_t last_request
+    cdef Py_ssize_t _cap
+    cdef PyThread_type_lock _lock
 
     cdef int _wait_idle(self) except -1
     cdef int _acquire(self) except -1
@@ -33,19 +34,20 @@ cdef class PcmRing:
 
 @cython.final
 cdef class KeyframeStore:
-    cdef object _arr
+    # Fields a frame copy touches first, the idle frame (480 bytes) last.
     cdef float* _data
-    cdef Py_ssize_t _rows
-    cdef Py_ssize_t _cap
     cdef Py_ssize_t _start
     cdef Py_ssize_t _count
-    cdef Py_ssize_t _pending
     cdef long long _first
     cdef readonly long long total
-    cdef float _idle[120]
-    cdef readonly unsigned long long epoch
     cdef object _out_obj
     cdef Py_buffer _out_view
+    cdef Py_ssize_t _pending
+    cdef Py_ssize_t _rows
+    cdef Py_ssize_t _cap
+    cdef readonly unsigned long long epoch
+    cdef object _arr
+    cdef float _idle[120]
 
     cdef int _set_array(self, object arr) except -1
     cdef float* _out_ptr(self, object out) except NULL

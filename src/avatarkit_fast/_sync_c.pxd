@@ -10,6 +10,7 @@ cdef class SyncEngine:
     cdef KeyframeStore _kf
     cdef readonly long long played
     cdef readonly long long samples_played
+    cdef readonly long long samples_received
     cdef readonly long long sample_rate
     cdef readonly long long fps
     cdef readonly long long underrun_samples
@@ -32,7 +33,6 @@ cdef class SyncEngine:
     cdef object _notify
     cdef object _fallback
     cdef readonly long long conversation
-    cdef readonly long long samples_received
     cdef readonly long long frames_received
     cdef readonly long long frames_dropped_stale
     cdef readonly long long frames_ignored
