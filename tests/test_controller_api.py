@@ -280,6 +280,30 @@ def test_one_producer_one_consumer_thread(make):
     assert b"".join(got) == pcm
 
 
+def test_large_copies_release_the_gil_and_lose_nothing(make):
+    # Chunks of 10 s (320 KB) are copied without the GIL while the consumer reads.
+    ctrl = make(max_frame_wait=0.0)
+    rng = np.random.default_rng(5)
+    pcm = rng.integers(-30000, 30000, 16000 * 40).astype("<i2").tobytes()
+    step = 16000 * 10 * 2
+
+    def produce():
+        for i in range(0, len(pcm), step):
+            ctrl.yield_audio_data(pcm[i : i + step], end=i + step >= len(pcm))
+
+    t = threading.Thread(target=produce)
+    t.start()
+    got = []
+    buf = np.empty(160, np.int16)
+    for _ in range(1_000_000):
+        k = ctrl.read_audio_into(buf)
+        got.append(buf[:k].tobytes())
+        if not t.is_alive() and ctrl.get_current_conversation_id() is None:
+            break
+    t.join()
+    assert b"".join(got) == pcm
+
+
 # 12 --------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", ["text", 5, [1, 2], None, 2.0])
 def test_wrong_audio_types(make, bad):

@@ -311,3 +311,44 @@ def test_frame_buffer_checks(impl, bad, exc):
     s = impl.ring.KeyframeStore(10)
     with pytest.raises(exc):
         s.idle_into(bad)
+
+
+# -- differential: the compiled ring and its twin agree --------------------------
+
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.binary(max_size=900)),
+        st.tuples(st.just("read"), st.integers(0, 600), st.integers(-5, 700)),
+        st.tuples(st.just("clear")),
+        st.tuples(st.just("carry")),
+    ),
+    max_size=40,
+)
+
+
+def _apply(ring, ops):
+    log = []
+    for op in ops:
+        try:
+            if op[0] == "write":
+                log.append(("w", ring.write(op[1])))
+            elif op[0] == "read":
+                out = np.full(op[1], 3, np.int16)
+                k = ring.read_into(out, op[2])
+                log.append(("r", k, out.tobytes(), ring.last_request))
+            elif op[0] == "clear":
+                ring.clear()
+            else:
+                log.append(("c", ring.drop_carry()))
+        except Exception as exc:  # the same exception type from both
+            log.append(("x", type(exc).__name__))
+        log.append((ring.available, ring.has_carry))
+    return log
+
+
+@pytest.mark.skipif(len(IMPL_TAGS) < 2, reason="compiled modules not built")
+@settings(max_examples=200, deadline=None)
+@given(ops=_ops, cap=st.integers(1, 2000))
+def test_compiled_ring_and_twin_agree(ops, cap):
+    logs = [_apply(Impl(tag).ring.PcmRing(cap), ops) for tag in IMPL_TAGS]
+    assert logs[0] == logs[1]
