@@ -76,6 +76,10 @@ class PcmRing:
         self._count = 0
         self._carry = -1  # pending low byte of a half sample, or -1
         self.last_request = 0
+        # The last output buffer and its numpy view, reused while it comes back
+        # (as the compiled twin keeps the buffer exported).
+        self._out_obj = None
+        self._out_arr = None
 
     @property
     def available(self) -> int:
@@ -161,7 +165,11 @@ class PcmRing:
         ``out`` is a writable C-contiguous int16 buffer; its length in samples
         is left in :attr:`last_request`.
         """
-        dst = _writable_view(out, _INT16_FORMATS, "int16")
+        if out is self._out_obj:
+            dst = self._out_arr
+        else:
+            dst = _writable_view(out, _INT16_FORMATS, "int16")
+            self._out_obj, self._out_arr = out, dst
         n = len(dst)
         self.last_request = n
         k = min(n, self._count, limit if limit > 0 else 0)
@@ -174,7 +182,8 @@ class PcmRing:
         return k
 
     def release_buffers(self) -> None:
-        """Nothing to give back: this twin holds no caller buffer between calls."""
+        """Forget the caller's output buffer held since the last read."""
+        self._out_obj = self._out_arr = None
 
     def clear(self) -> None:
         """Drop every buffered sample and any carried half sample."""
@@ -211,6 +220,8 @@ class KeyframeStore:
         self._first = 0
         self._idle = np.zeros(KEYFRAME_FLOATS, dtype=np.float32)
         self.epoch = 0
+        self._out_obj = None
+        self._out_arr = None
 
     @property
     def total(self) -> int:
@@ -323,12 +334,12 @@ class KeyframeStore:
 
     def copy_into(self, out, index: int) -> None:
         """Copy keyframe ``index`` into ``out`` (writable float32, 120 items)."""
-        dst = _frame_view(out)
+        dst = self._frame_view(out)
         dst[:] = self._row(index)
 
     def blend_into(self, out, index: int, t: float) -> None:
         """``out = k[index] + (k[index + 1] - k[index]) * t`` in float32."""
-        dst = _frame_view(out)
+        dst = self._frame_view(out)
         a = self._row(index)
         b = self._row(index + 1)
         np.subtract(b, a, out=dst)
@@ -336,10 +347,18 @@ class KeyframeStore:
         dst += a
 
     def release_buffers(self) -> None:
-        """Nothing to give back: this twin holds no caller buffer between calls."""
+        """Forget the caller's frame buffer held since the last call."""
+        self._out_obj = self._out_arr = None
+
+    def _frame_view(self, out) -> np.ndarray:
+        if out is self._out_obj:
+            return self._out_arr
+        dst = _frame_view(out)
+        self._out_obj, self._out_arr = out, dst
+        return dst
 
     def idle_into(self, out) -> None:
-        dst = _frame_view(out)
+        dst = self._frame_view(out)
         dst[:] = self._idle
 
     def set_idle(self, frame) -> None:
