@@ -5,9 +5,9 @@ and every read is checked against what the script yielded.
 The harness is the oracle.  It remembers, per conversation id, the PCM it
 yielded and the keyframes the controller accepted, and after every read checks:
 
-* point 4: the samples read are the next ones of the current conversation's
+* nothing lost, nothing doubled: the samples read are the next ones of the current conversation's
   PCM, in order, and the rest of the buffer is silence;
-* point 5: the frame is keyframe ``floor(s * fps / sr)`` of the accepted ones
+* sample-exact sync: the frame is keyframe ``floor(s * fps / sr)`` of the accepted ones
   (the linear blend with ``interpolation="linear"``), the last accepted one
   while animation is late (``audio_independent``), the idle frame without
   keyframes;

@@ -1,6 +1,7 @@
 """AvatarController playing the real recording, on the compiled engine and its
 twin: audio in 20 ms chunks, the six envelopes at their places in time, reads
-of 10 ms, points 4 and 5 checked on every read (by the harness)."""
+of 10 ms; every read checked for lost or doubled samples and for the keyframe
+(by the harness)."""
 
 from __future__ import annotations
 

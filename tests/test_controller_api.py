@@ -1,4 +1,4 @@
-"""AvatarController behaviour, point by point, on the compiled engine and its twin."""
+"""AvatarController behaviour, one rule at a time, on the compiled engine and its twin."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_compiled_engine_is_used_when_built(impl):
     assert type(default._engine).__module__.endswith("_py" if NO_EXTENSIONS else "_c")
 
 
-# 1 ---------------------------------------------------------------------------------
+# conversation ids --------------------------------------------------------------------
 def test_conversation_ids(make):
     ctrl = make()
     assert ctrl.get_current_conversation_id() is None
@@ -77,7 +77,7 @@ def test_conversation_ids(make):
     assert ctrl.get_current_conversation_id() is None
 
 
-# 2 ---------------------------------------------------------------------------------
+# stale envelopes ---------------------------------------------------------------------
 def test_stale_envelopes_are_dropped_and_counted(make):
     ctrl = make()
     old = ctrl.yield_audio_data(_pcm(100), end=True)
@@ -97,7 +97,7 @@ def test_stale_malformed_envelopes_never_raise(make):
     assert ctrl.yield_frames_data([b"\xff\xff\xff"], "old") is False
 
 
-# 3 ---------------------------------------------------------------------------------
+# audio-only fallback -----------------------------------------------------------------
 @pytest.mark.parametrize("empty", [[], None])
 def test_audio_only_fallback(make, empty):
     ctrl = make()
@@ -111,7 +111,7 @@ def test_audio_only_fallback(make, empty):
     assert ctrl.state == ConversationState.IDLE
 
 
-# 6 ---------------------------------------------------------------------------------
+# start -------------------------------------------------------------------------------
 def test_start_waits_for_animation_consuming_nothing(make):
     first = []
     ctrl = make(on_first_frame=first.append)
@@ -140,7 +140,7 @@ def test_max_frame_wait(make, wait):
     assert not ctrl.current_frame().any()  # no animation: the idle frame
 
 
-# 7 (also covered on the real recording) ----------------------------------------
+# starvation and stalls (also on the real recording) ----------------------------------
 def test_stall_callbacks_in_strict_sync(make):
     stalls = []
     ctrl = make(sync_mode="strict_sync", on_playback_stall=stalls.append)
@@ -168,7 +168,7 @@ def test_audio_starvation_is_a_stall(make):
     assert ctrl.stats.underrun_samples == 120  # silence after the end is no underrun
 
 
-# 8 ---------------------------------------------------------------------------------
+# end ---------------------------------------------------------------------------------
 def test_end_returns_to_idle_with_the_idle_frame(make):
     states = []
     idle = np.linspace(-1, 1, 120, dtype=np.float32)
@@ -186,7 +186,7 @@ def test_end_returns_to_idle_with_the_idle_frame(make):
     assert ctrl.get_current_conversation_id() is None
 
 
-# 9 ---------------------------------------------------------------------------------
+# interrupt ---------------------------------------------------------------------------
 def test_interrupt_stops_everything_at_once(make):
     states = []
     ctrl = make(on_conversation_state=states.append)
@@ -215,7 +215,7 @@ def test_interrupt_stops_everything_at_once(make):
     assert h.convs[b].pos == 8000 and h.convs[a].pos == 480
 
 
-# 10 --------------------------------------------------------------------------------
+# pause and resume --------------------------------------------------------------------
 def test_pause_and_resume(make):
     states = []
     ctrl = make(on_conversation_state=states.append)
@@ -242,7 +242,7 @@ def test_pause_without_conversation_does_nothing(make):
     assert ctrl.state == ConversationState.IDLE
 
 
-# 11 --------------------------------------------------------------------------------
+# threads -----------------------------------------------------------------------------
 def test_one_producer_one_consumer_thread(make):
     ctrl = make(max_frame_wait=0.0)
     rng = np.random.default_rng(3)
@@ -304,7 +304,7 @@ def test_large_copies_release_the_gil_and_lose_nothing(make):
     assert b"".join(got) == pcm
 
 
-# 12 --------------------------------------------------------------------------------
+# bad input and callbacks -------------------------------------------------------------
 @pytest.mark.parametrize("bad", ["text", 5, [1, 2], None, 2.0])
 def test_wrong_audio_types(make, bad):
     ctrl = make()
@@ -435,7 +435,7 @@ def test_callback_exceptions_never_break_playback(make, caplog):
     assert "bad handler" in caplog.text or "on_error" in caplog.text
 
 
-# 13 --------------------------------------------------------------------------------
+# stats -------------------------------------------------------------------------------
 def test_stats_count_what_their_names_say(make):
     ctrl = make(sync_mode="strict_sync")
     st = ctrl.stats
@@ -459,7 +459,7 @@ def test_stats_count_what_their_names_say(make):
     assert ctrl.stats.conversations == 2
 
 
-# 14 --------------------------------------------------------------------------------
+# buffer caps -------------------------------------------------------------------------
 def test_buffer_cap(make):
     ctrl = make(max_buffer_seconds=1.0)
     cid = ctrl.yield_audio_data(_pcm(10000, 1))

@@ -1,6 +1,6 @@
 """Scripted scenarios on the virtual clock: jitter, late animation, interrupts
 at random points, pause/resume, odd chunk splits.  Every read is checked by
-the harness (points 4 and 5); hypothesis picks the scripts."""
+the harness (samples in order, the right keyframe); hypothesis picks the scripts."""
 
 from __future__ import annotations
 
