@@ -4,7 +4,7 @@ memory, whose stack passes through ``avatarkit_fast``'s compiled code.
 Errors wholly inside the interpreter or third-party libraries are counted
 and shown, not failed on.
 
-    python scripts/memcheck_report.py memcheck-valgrind.log
+    python scripts/memcheck_report.py memcheck-logs/*.log
 """
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ def blocks(lines):
         yield cur
 
 
-def main(path: str) -> int:
-    with open(path, errors="replace") as f:
-        lines = f.read().splitlines()
+def main(paths: list[str]) -> int:
+    lines = []
+    for path in paths:
+        with open(path, errors="replace") as f:
+            lines += f.read().splitlines()
     ours, theirs = [], Counter()
     for b in blocks(lines):
         kind = HEAD.match(b[0]).group(1)
@@ -48,9 +50,9 @@ def main(path: str) -> int:
             ours.append(b)
         else:
             theirs[kind] += 1
-    summary = next((x for x in reversed(lines) if "ERROR SUMMARY" in x), "")
-    print(json.dumps({"errors_in_our_modules": len(ours), "other_errors": dict(theirs),
-                      "valgrind_summary": summary.split("== ", 1)[-1]}))
+    summaries = [x.split("== ", 1)[-1] for x in lines if "ERROR SUMMARY" in x]
+    print(json.dumps({"logs": len(paths), "errors_in_our_modules": len(ours), "other_errors": dict(theirs),
+                      "valgrind_summaries": summaries}))
     for b in ours[:20]:
         print("\n".join(b), file=sys.stderr)
         print(file=sys.stderr)
@@ -58,4 +60,4 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1:]))
