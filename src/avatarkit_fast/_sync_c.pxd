@@ -10,11 +10,8 @@ cdef class SyncEngine:
     cdef KeyframeStore _kf
     cdef readonly long long played
     cdef readonly long long samples_played
-    cdef readonly long long samples_received
-    cdef readonly long long sample_rate
-    cdef readonly long long fps
-    cdef readonly long long underrun_samples
-    cdef long long _no_limit
+    cdef readonly int sample_rate
+    cdef readonly int fps
     cdef readonly bint closed
     cdef readonly bint active
     cdef readonly bint paused
@@ -27,7 +24,9 @@ cdef class SyncEngine:
     cdef readonly bint linear
     cdef bint _first_sent
     cdef readonly int state
+    cdef readonly long long samples_received
     cdef readonly object conversation_id
+    cdef readonly long long underrun_samples
     cdef readonly long long waited
     cdef readonly long long max_wait_samples
     cdef object _notify

@@ -92,7 +92,6 @@ class SyncEngine:
         self._notify = notify
         self._fallback = fallback
         self.conversation_id = None
-        self._no_limit = 1 << 62
         self.state = IDLE
         self.closed = False
         self.active = False
@@ -268,7 +267,7 @@ class SyncEngine:
                 self._pcm.read_into(buf, 0)
                 self.waited += self._pcm.last_request
                 return 0
-        limit = self._no_limit
+        limit = 1 << 62  # no limit
         if self.strict_sync and not self.audio_only and not self.anim_ended:
             total = self._kf.total
             if total > 0:
