@@ -209,6 +209,8 @@ def test_interrupt_stops_everything_at_once(make):
     h.run(3)
     b = h.audio(_pcm(8000, 3), end=True)
     assert ctrl.stats.interrupts == 2
+    assert states[-3:] == [ConversationState.PLAYING, ConversationState.IDLE,
+                           ConversationState.PLAYING]
     h.frames([_env(10, 50)], a, _frames(10, 50))  # stale
     h.frames([_env(20, 100, end=True)], b, _frames(20, 100))
     h.drain()
@@ -348,6 +350,30 @@ def test_malformed_envelope_keeps_nothing_of_the_call(make):
     ctrl.yield_frames_data([_env(3, 2)], cid)
     ctrl.read_audio(640 * 4)
     assert ctrl.current_frame()[0] == 4
+
+
+def test_interrupt_during_decoding_keeps_nothing(make, monkeypatch):
+    # Another thread interrupts while the producer decodes: the keyframes it
+    # was writing belong to a conversation that is gone, and count as stale.
+    import avatarkit_fast.controller as controller_module
+
+    ctrl = make()
+    cid = ctrl.yield_audio_data(_pcm(4000))
+    real = controller_module.wire.decode_animation_into
+
+    def decode_then_interrupt(data, out, **kw):
+        msg = real(data, out, **kw)
+        ctrl.interrupt()
+        return msg
+
+    monkeypatch.setattr(controller_module.wire, "decode_animation_into", decode_then_interrupt)
+    assert ctrl.yield_frames_data([_env(5)], cid) is False
+    monkeypatch.setattr(controller_module.wire, "decode_animation_into", real)
+    st = ctrl.stats
+    assert st.frames_received == 0 and st.frames_dropped_stale == 5 and st.buffered_frames == 0
+    new = ctrl.yield_audio_data(_pcm(4000), end=True)
+    assert ctrl.yield_frames_data([_env(3, 40)], new) is True
+    assert ctrl.current_frame()[0] == 40
 
 
 def test_server_error_envelope_goes_to_on_error(make):

@@ -141,10 +141,13 @@ class SyncEngine:
         self.conversation += 1
         self.conversations += 1
         self.state = PLAYING
+        # A conversation cut off by a new one ends as on interrupt(): its
+        # stall (if any) ends, the state passes through IDLE, then PLAYING.
         if was_stalled:
             self._emit(EV_STALL, False)
-        if old_state != PLAYING:
-            self._emit(EV_STATE, PLAYING)
+        if old_state != IDLE:
+            self._emit(EV_STATE, IDLE)
+        self._emit(EV_STATE, PLAYING)
 
     def yield_audio(self, pcm, end=False):
         """The controller's ``yield_audio_data``: continue the current

@@ -161,6 +161,10 @@ class AvatarController:
     Thread safety: one producer thread (``yield_*``) and one consumer thread
     (``read_audio*``, ``current_frame*``) may call at once; ``interrupt``, ``pause``,
     ``resume`` and ``close`` from any thread.
+
+    ``_impl`` (``"c"`` or ``"py"``; default: compiled unless
+    ``AVATARKIT_NO_EXTENSIONS``) picks the engine, so that tests and benchmarks
+    can run the same behaviour on both.
     """
 
     def __init__(
