@@ -305,8 +305,13 @@ class Run:
         name = OPS[opcode]
         if name == "CLOSE" and (c.u8() != 0xC1):
             name = "QUERY"
+        if self.closed and name == "CLOSE":
+            # close() may be called again (documented as a no-op); nothing else may
+            res = self._call(self.ctrl.close)
+            self._after(name, res)
+            return True
         if self.closed and name not in ("QUERY",):
-            # after close every call raises an AvatarKitError
+            # after close every other call raises an AvatarKitError
             res = self._call(lambda: self._closed_call(name))
             _check(res[0] == "err" and isinstance(res[1], self.errors.AvatarKitError),
                    f"{name} after close gave {res}")
