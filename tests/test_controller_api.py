@@ -47,7 +47,8 @@ def make(impl):
 
     yield factory
     for c in made:
-        c.close()
+        if not c.closed:
+            c.close()
 
 
 def test_compiled_engine_is_used_when_built(impl):
@@ -391,7 +392,7 @@ def test_closed_controller_raises(make):
     ctrl = make()
     ctrl.yield_audio_data(_pcm(10))
     ctrl.close()
-    ctrl.close()
+    assert ctrl.closed and ctrl.state == ConversationState.IDLE
     for call in (
         lambda: ctrl.yield_audio_data(b"\x00\x00"),
         lambda: ctrl.yield_frames_data([], "x"),
@@ -399,7 +400,8 @@ def test_closed_controller_raises(make):
         lambda: ctrl.read_audio_into(np.zeros(10, np.int16)),
         lambda: ctrl.current_frame(),
         lambda: ctrl.current_frame_into(np.zeros(120, np.float32)),
-        ctrl.interrupt, ctrl.pause, ctrl.resume,
+        ctrl.interrupt, ctrl.pause, ctrl.resume, ctrl.close,
+        lambda: ctrl.get_audio_time(),
     ):
         with pytest.raises(ClosedError) as info:
             call()

@@ -341,6 +341,7 @@ class SyncEngine:
 
     def audio_time(self) -> float:
         """Seconds of the current conversation played so far."""
+        self.check_open()
         return 1.0 * self.played / self.sample_rate  # (1.0 *): true division when compiled
 
     def buffered_frames(self):

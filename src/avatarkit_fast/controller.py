@@ -30,8 +30,9 @@ Choices where the product description is silent:
 * ``on_first_frame(conversation_id)`` fires once per conversation, at the first
   read at which a keyframe of it is current.
 * ``pause()`` with no conversation in progress does nothing; a new conversation
-  starts unpaused.  ``close()`` may be called more than once; every other call
-  after it raises :class:`~avatarkit_fast.errors.ClosedError`.
+  starts unpaused.  Every call after ``close()`` (a second ``close()`` too)
+  raises :class:`~avatarkit_fast.errors.ClosedError`; the ``state``, ``closed``
+  and ``stats`` properties stay readable.
 * The last buffers passed to ``read_audio_into`` / ``current_frame_into`` stay
   exported (compiled engine) until other buffers are passed or ``close()``: the
   per-tick cost is then a pointer compare.  Such a buffer cannot be resized
@@ -413,9 +414,11 @@ class AvatarController:
             self._engine.resume()
 
     def close(self) -> None:
-        """Drop everything and release the caller's buffers; later calls raise
-        ClosedError.  Calling it again does nothing."""
+        """Drop everything and release the caller's buffers; every later call,
+        ``close()`` included, raises ClosedError (leaving a ``with`` block
+        closes only if still open)."""
         with self._lock:
+            self._engine.check_open()
             self._engine.close()
             self._pcm.release_buffers()
             self._frames.release_buffers()
@@ -424,7 +427,8 @@ class AvatarController:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.close()
+        if not self._engine.closed:
+            self.close()
 
     # -- consumer side -----------------------------------------------------------
 
