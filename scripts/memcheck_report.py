@@ -1,8 +1,11 @@
-"""Reads a valgrind memcheck log and fails on any error in our extension
+"""Reads valgrind memcheck logs and fails on any error of our extension
 modules: an invalid read, write or free, or a decision on uninitialised
-memory, whose stack passes through ``avatarkit_fast``'s compiled code.
-Errors wholly inside the interpreter or third-party libraries are counted
-and shown, not failed on.
+memory, made by ``avatarkit_fast``'s compiled code, or on memory our code
+allocated or freed. An error is ours when one of our frames comes before the
+first interpreter frame (``_PyEval_EvalFrameDefault``) of its stack, or of
+the stack that allocated or freed the address. The interpreter's own reports
+(CPython under valgrind has a few, with or without us further down the stack)
+and those of other libraries are counted and shown, not failed on.
 
     python scripts/memcheck_report.py memcheck-logs/*.log
 """
@@ -17,6 +20,7 @@ from collections import Counter
 HEAD = re.compile(r"^==\d+== (Invalid (?:read|write|free)|Mismatched free|Conditional jump|Use of uninitialised"
                   r"|Syscall param|Source and destination overlap)")
 OURS = re.compile(r"avatarkit_fast|_[a-z]+_c\.c:|_[a-z]+_c\.cpython")
+EVAL = re.compile(r"_PyEval_EvalFrame|PyEval_EvalCode")
 BLANK = re.compile(r"^==\d+==\s*$")
 
 
@@ -38,6 +42,25 @@ def blocks(lines):
         yield cur
 
 
+def _ours(block: list[str]) -> bool:
+    """One of our frames before the first interpreter frame, in the error's
+    stack or in the stack that allocated or freed its address."""
+    stacks, cur = [], []
+    for line in block:
+        if "Address 0x" in line or "Block was alloc'd" in line:
+            stacks.append(cur)
+            cur = []
+        cur.append(line)
+    stacks.append(cur)
+    for stack in stacks:
+        for line in stack:
+            if EVAL.search(line):
+                break
+            if OURS.search(line):
+                return True
+    return False
+
+
 def main(paths: list[str]) -> int:
     lines = []
     for path in paths:
@@ -46,7 +69,7 @@ def main(paths: list[str]) -> int:
     ours, theirs = [], Counter()
     for b in blocks(lines):
         kind = HEAD.match(b[0]).group(1)
-        if any(OURS.search(x) for x in b):
+        if _ours(b):
             ours.append(b)
         else:
             theirs[kind] += 1
