@@ -392,6 +392,7 @@ def test_closed_controller_raises(make):
     ctrl = make()
     ctrl.yield_audio_data(_pcm(10))
     ctrl.close()
+    ctrl.close()  # a no-op, as for files
     assert ctrl.closed and ctrl.state == ConversationState.IDLE
     for call in (
         lambda: ctrl.yield_audio_data(b"\x00\x00"),
@@ -400,7 +401,7 @@ def test_closed_controller_raises(make):
         lambda: ctrl.read_audio_into(np.zeros(10, np.int16)),
         lambda: ctrl.current_frame(),
         lambda: ctrl.current_frame_into(np.zeros(120, np.float32)),
-        ctrl.interrupt, ctrl.pause, ctrl.resume, ctrl.close,
+        ctrl.interrupt, ctrl.pause, ctrl.resume,
         lambda: ctrl.get_audio_time(),
     ):
         with pytest.raises(ClosedError) as info:

@@ -30,9 +30,10 @@ Choices where the product description is silent:
 * ``on_first_frame(conversation_id)`` fires once per conversation, at the first
   read at which a keyframe of it is current.
 * ``pause()`` with no conversation in progress does nothing; a new conversation
-  starts unpaused.  Every call after ``close()`` (a second ``close()`` too)
-  raises :class:`~avatarkit_fast.errors.ClosedError`; the ``state``, ``closed``
-  and ``stats`` properties stay readable.
+  starts unpaused.  Every call after ``close()`` raises
+  :class:`~avatarkit_fast.errors.ClosedError`, except ``close()`` itself (a no-op,
+  as for files) and ``get_current_conversation_id()`` (None); the ``state``,
+  ``closed`` and ``stats`` properties stay readable.
 * The last buffers passed to ``read_audio_into`` / ``current_frame_into`` stay
   exported (compiled engine) until other buffers are passed or ``close()``: the
   per-tick cost is then a pointer compare.  Such a buffer cannot be resized
@@ -414,11 +415,9 @@ class AvatarController:
             self._engine.resume()
 
     def close(self) -> None:
-        """Drop everything and release the caller's buffers; every later call,
-        ``close()`` included, raises ClosedError (leaving a ``with`` block
-        closes only if still open)."""
+        """Drop everything and release the caller's buffers; every later call
+        raises ClosedError.  A second ``close()`` does nothing, as for files."""
         with self._lock:
-            self._engine.check_open()
             self._engine.close()
             self._pcm.release_buffers()
             self._frames.release_buffers()
