@@ -25,7 +25,7 @@ from avatarkit_fast.relay import (
 
 
 class FakeController:
-    """The controller's conversation-id rules (issue 3, points 1-3 and 9), and a log."""
+    """The controller's conversation-id rules (new ids, stale drops, audio-only, interrupt), and a log."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
