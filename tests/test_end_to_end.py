@@ -34,7 +34,6 @@ from avatarkit_fast.playback import VirtualClock  # noqa: E402
 from avatarkit_fast.relay import RelayReceiver, RelaySender, WebSocketSink, pump_websocket  # noqa: E402
 from avatarkit_fast.server import synthesize  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 SR = 16000
 FPS = 25
 SPF = SR // FPS  # samples per keyframe (and per virtual-clock tick)
@@ -44,7 +43,8 @@ CHUNK = 2 * SR // 50  # the backend sends 20 ms chunks
 def _serve(*options: str):
     """``avatarkit-fast serve`` as a subprocess on a free loopback port."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    # The package the tests import (the installed one), never the source tree.
+    env["PYTHONPATH"] = str(Path(wire.__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.Popen(
         [sys.executable, "-m", "avatarkit_fast.server", "--port", "0", *options],
         stdout=subprocess.PIPE, text=True, env=env,

@@ -27,7 +27,6 @@ from avatarkit_fast import wire  # noqa: E402
 from avatarkit_fast.server import MotionServer, synthesize  # noqa: E402
 from avatarkit_fast.testing import protoref  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run(coro, timeout: float = 60.0):
@@ -304,7 +303,8 @@ def test_garbage_frames_get_protocol_errors_and_others_keep_being_served():
 
 def test_cli_subprocess_serves_the_sdk(tmp_path):
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    # The package the tests import (the installed one), never the source tree.
+    env["PYTHONPATH"] = str(Path(wire.__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.Popen(
         [sys.executable, "-m", "avatarkit_fast.server", "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
