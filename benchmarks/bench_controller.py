@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avatarkit_fast import AvatarController, wire
+from avatarkit_fast import AvatarController, SessionGroup, wire
 from avatarkit_fast._compat import NO_EXTENSIONS
 from avatarkit_fast.benchmarking import measure, short_mode
 
@@ -177,10 +177,11 @@ def envelopes_pipeline(rec: Rec):
     return run
 
 
-def run_sessions(kind: str, n: int, rec: Rec) -> dict:
+def run_sessions(kind: str, n: int, rec: Rec, group: bool = False) -> dict:
     """``n`` concurrent sessions play the recording on one core, one 10 ms tick
-    at a time; returns CPU seconds per session-second and the sessions one core
-    can drive in real time."""
+    at a time (with ``group``: every session's tick in one
+    :meth:`SessionGroup.tick` call); returns CPU seconds per session-second and
+    the sessions one core can drive in real time."""
     chunk = RATE // 50 * 2
     chunks = [rec.pcm[i : i + chunk] for i in range(0, len(rec.pcm), chunk)]
     starts = np.cumsum([0] + rec.counts)[:-1]
@@ -209,6 +210,10 @@ def run_sessions(kind: str, n: int, rec: Rec) -> dict:
     cids: list = [None] * n
     buf = np.zeros(RATE // 100, np.int16)
     fb = np.zeros(120, np.float32)
+    if group:
+        group_tick = SessionGroup(ctrls).tick
+        audio = np.zeros((n, RATE // 100), np.int16)
+        frames = np.zeros((n, 120), np.float32)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # as benchmarking.measure does: nothing here makes cycles
     t0 = time.perf_counter()
@@ -222,6 +227,9 @@ def run_sessions(kind: str, n: int, rec: Rec) -> dict:
         if envs is not None:
             for yf, cid in zip(yfs, cids):
                 yf(envs, cid)
+        if group:
+            group_tick(audio, frames)
+            continue
         for r, f in ticks_of:  # one session's tick: its audio, then its frame
             r(buf)
             f(fb)

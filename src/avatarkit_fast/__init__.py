@@ -19,6 +19,7 @@ from .errors import (
     UpstreamUnavailable,
 )
 from .controller import AvatarController, ConversationState
+from .group import SessionGroup
 
 __version__ = "0.1.0"
 
@@ -66,6 +67,7 @@ __all__ = [
     "ProtocolError",
     "RelayError",
     "ServerError",
+    "SessionGroup",
     "SessionTimeout",
     "SoundDevicePlayer",
     "UpstreamUnavailable",
