@@ -34,15 +34,11 @@ __all__ = ["Batch"]
 
 # How far ahead each stage looks (sessions): the engine struct, then the
 # objects it points to, then their data.  A tick costs about 100 ns cached;
-# these distances cover a few hundred ns of memory latency.
+# these distances cover a few hundred ns of memory latency (measured at
+# 10,000 sessions: 12/6/3 beat both no prefetch and twice the distances).
 cdef Py_ssize_t _AHEAD_ENGINE = 12
 cdef Py_ssize_t _AHEAD_PARTS = 6
 cdef Py_ssize_t _AHEAD_DATA = 3
-
-
-def _set_ahead(Py_ssize_t e, Py_ssize_t p, Py_ssize_t d):
-    global _AHEAD_ENGINE, _AHEAD_PARTS, _AHEAD_DATA
-    _AHEAD_ENGINE, _AHEAD_PARTS, _AHEAD_DATA = e, p, d
 
 
 cdef inline void _prefetch_engine(PyObject* e) noexcept:
