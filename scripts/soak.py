@@ -87,11 +87,11 @@ class Soak:
         self.fps = 25
         self.tick = sample_rate // 100
         self.chunk = sample_rate // 50
-        self.states: list = []
-        self.error_calls: list = []
+        # callbacks are counted, not kept: an hour of them would be the soak's own leak
+        self.callback_counts = {"state": 0, "error": 0}
         self.ctrl = AvatarController(sample_rate=sample_rate, fps=self.fps,
-                                     on_conversation_state=lambda *a: self.states.append(a),
-                                     on_error=lambda *a: self.error_calls.append(a))
+                                     on_conversation_state=lambda *a: self._count("state"),
+                                     on_error=lambda *a: self._count("error"))
         self.envs = EnvelopeCache()
         self.buf = np.empty(self.tick, np.int16)
         self.fbuf = np.empty(120, np.float32)
@@ -101,6 +101,9 @@ class Soak:
         self.ticks = 0
         self.stale_frames_sent = 0
         self.interrupt_calls = 0
+
+    def _count(self, name: str) -> None:
+        self.callback_counts[name] += 1
 
     def stats(self) -> dict:
         return ops._stats_dict(self.ctrl.stats)
@@ -281,7 +284,7 @@ class Soak:
                        "max_after_warmup": round(max(after) / 2**20, 1), "end": round(end_rss / 2**20, 1)},
             "rss_drift_pct": round(100.0 * (max(after) - min(after)) / warm_rss, 2),
             "stats": {k: v for k, v in st.items() if isinstance(v, (int, float))},
-            "callbacks": {"state": len(self.states), "error": len(self.error_calls)},
+            "callbacks": dict(self.callback_counts),
         }
 
 
