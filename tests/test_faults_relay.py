@@ -24,7 +24,7 @@ pytest.importorskip("avatarkit_fast.controller")
 
 from avatarkit_fast import relay  # noqa: E402
 from avatarkit_fast.controller import AvatarController  # noqa: E402
-from avatarkit_fast.errors import RelayError  # noqa: E402
+from avatarkit_fast.errors import ConnectionFailed, RelayError  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import controller_ops as ops  # noqa: E402
@@ -178,6 +178,9 @@ def test_connection_dropped_mid_utterance():
                   if isinstance(relay.decode_frame(f), relay.AudioChunk))
     assert runs == [(req.req_id, arrived)]
     assert not res["errors"]
+    # the drop is reported through on_error, as one of our errors, not raised
+    assert "exception" not in res
+    assert [type(e) for e in res["relay_errors"]] == [ConnectionFailed]
 
 
 def test_garbage_text_and_wrong_version_frames_are_reported_and_skipped():

@@ -39,7 +39,7 @@ from typing import Any, Awaitable, Callable, Protocol, Union
 import msgpack
 
 from . import wire
-from .errors import ClosedError, DecodeError, RelayError
+from .errors import AvatarKitError, ClosedError, ConnectionFailed, DecodeError, RelayError
 
 __all__ = [
     "AUDIO",
@@ -459,12 +459,15 @@ async def pump_websocket(
     websocket,
     receiver: RelayReceiver,
     *,
-    on_error: Callable[[RelayError], None] | None = None,
+    on_error: Callable[[AvatarKitError], None] | None = None,
 ) -> int:
     """Feed every message of ``websocket`` to ``receiver`` until it closes.
 
     A malformed frame raises RelayError, or goes to ``on_error`` and the pump
-    goes on.  Returns the number of frames fed.
+    goes on.  A connection that drops without a clean close raises
+    :class:`~avatarkit_fast.errors.ConnectionFailed` (with the close code, if
+    any), or hands it to ``on_error`` and returns; what arrived before it stays
+    with the controller and plays.  Returns the number of frames fed.
     """
     import websockets
 
@@ -482,4 +485,12 @@ async def pump_websocket(
                 on_error(exc)
     except websockets.exceptions.ConnectionClosedOK:
         pass
+    except websockets.exceptions.ConnectionClosedError as exc:
+        code = exc.rcvd.code if exc.rcvd is not None else None
+        failure = ConnectionFailed(
+            f"relay connection dropped after {count} frames (close code {code})", code
+        )
+        if on_error is None:
+            raise failure from exc
+        on_error(failure)
     return count
