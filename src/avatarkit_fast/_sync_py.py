@@ -94,16 +94,7 @@ class SyncEngine:
         self.conversation_id = None
         self.state = IDLE
         self.closed = False
-        self.active = False
-        self.audio_ended = False
-        self.audio_only = False
-        self.anim_ended = False
-        self.started = False
-        self.paused = False
-        self.stalled = False
-        self._first_sent = False
-        self.played = 0
-        self.waited = 0
+        self._reset()  # the per-conversation fields
         self.conversation = 0
         # counters (never reset)
         self.samples_received = 0
