@@ -67,32 +67,7 @@ def test_decode_error_is_value_error_and_package_error(impl, recording):
 # ---------------------------------------------------------------------------
 # Hand-made encodings.  Helpers write raw protobuf wire bytes.
 
-
-def varint(v: int) -> bytes:
-    if v < 0:
-        v += 1 << 64
-    out = bytearray()
-    while v >= 0x80:
-        out.append(v & 0x7F | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
-def tag(fnum: int, wt: int) -> bytes:
-    return varint(fnum << 3 | wt)
-
-
-def ld(fnum: int, payload: bytes) -> bytes:
-    return tag(fnum, 2) + varint(len(payload)) + payload
-
-
-def packed(fnum: int, values) -> bytes:
-    return ld(fnum, np.asarray(values, dtype="<f4").tobytes())
-
-
-def unpacked(fnum: int, values) -> bytes:
-    return b"".join(tag(fnum, 5) + np.float32(v).astype("<f4").tobytes() for v in values)
+from protowire import ld, packed, tag, unpacked, varint  # noqa: E402
 
 
 SLOTS = [(1, 0, 3), (2, 3, 3), (3, 6, 3), (4, 9, 3), (5, 12, 6), (6, 18, 2), (7, 20, 100)]

@@ -42,24 +42,7 @@ needs_both = pytest.mark.skipif(NO_EXTENSIONS, reason="the compiled module is no
 # ---------------------------------------------------------------------------
 # Raw wire helpers
 
-
-def varint(v: int) -> bytes:
-    if v < 0:
-        v += 1 << 64
-    out = bytearray()
-    while v >= 0x80:
-        out.append(v & 0x7F | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
-def tag(fnum: int, wt: int) -> bytes:
-    return varint(fnum << 3 | wt)
-
-
-def ld(fnum: int, payload: bytes) -> bytes:
-    return tag(fnum, 2) + varint(len(payload)) + payload
+from protowire import ld, tag, varint  # noqa: E402
 
 
 def unknown_field(draw, known: set[int]) -> bytes:
