@@ -70,43 +70,40 @@ def _long_animation(seconds: int) -> bytes:
     )
 
 
-def tick_controller(impl: str):
-    ctrl = AvatarController(RATE, 25, _impl=impl, max_buffer_seconds=60.0)
-    second = (np.arange(RATE) % 3000).astype("<i2").tobytes()
-    cid = ctrl.yield_audio_data(second * 3)
-    ctrl.yield_frames_data([_long_animation(59)], cid)
+SECOND = (np.arange(RATE) % 3000).astype("<i2").tobytes()  # 1 s of audio
+
+
+def _tick_run(target):
+    """Batches of 100 ticks of ``target`` (a controller or the pipeline),
+    each batch topped up with 1 s of audio."""
     buf = np.zeros(RATE // 100, np.int16)
     fb = np.zeros(120, np.float32)
-    r, f, y = ctrl.read_audio_into, ctrl.current_frame_into, ctrl.yield_audio_data
+    r, f, y = target.read_audio_into, target.current_frame_into, target.yield_audio_data
     rng = range(BATCH)
 
     def run() -> None:
-        y(second)
+        y(SECOND)
         for _ in rng:
             r(buf)
             f(fb)
 
+    return run
+
+
+def tick_controller(impl: str):
+    ctrl = AvatarController(RATE, 25, _impl=impl, max_buffer_seconds=60.0)
+    cid = ctrl.yield_audio_data(SECOND * 3)
+    ctrl.yield_frames_data([_long_animation(59)], cid)
+    run = _tick_run(ctrl)
     run.ctrl = ctrl  # type: ignore[attr-defined]
     return run
 
 
 def tick_pipeline():
     pipe = PurePipeline(RATE, 25)
-    second = (np.arange(RATE) % 3000).astype("<i2").tobytes()
-    pipe.yield_audio_data(second * 3)
+    pipe.yield_audio_data(SECOND * 3)
     pipe.yield_frames_data([_long_animation(59)])
-    buf = np.zeros(RATE // 100, np.int16)
-    fb = np.zeros(120, np.float32)
-    r, f, y = pipe.read_audio_into, pipe.current_frame_into, pipe.yield_audio_data
-    rng = range(BATCH)
-
-    def run() -> None:
-        y(second)
-        for _ in rng:
-            r(buf)
-            f(fb)
-
-    return run
+    return _tick_run(pipe)
 
 
 def tick_floor():
@@ -123,12 +120,11 @@ def tick_floor():
     return run
 
 
-def yield_controller(impl: str):
-    ctrl = AvatarController(RATE, 25, _impl=impl, max_frame_wait=0.0)
+def _yield_run(target):
+    """Batches of 100 yields of 20 ms to ``target``, drained by two reads."""
     chunk = bytes(640)
-    ctrl.yield_audio_data(chunk)
     drain = np.zeros(BATCH * 320 // 2, np.int16)
-    y, r = ctrl.yield_audio_data, ctrl.read_audio_into
+    y, r = target.yield_audio_data, target.read_audio_into
     rng = range(BATCH)
 
     def run() -> None:
@@ -138,22 +134,16 @@ def yield_controller(impl: str):
         r(drain)
 
     return run
+
+
+def yield_controller(impl: str):
+    ctrl = AvatarController(RATE, 25, _impl=impl, max_frame_wait=0.0)
+    ctrl.yield_audio_data(bytes(640))
+    return _yield_run(ctrl)
 
 
 def yield_pipeline():
-    pipe = PurePipeline(RATE, 25)
-    chunk = bytes(640)
-    drain = np.zeros(BATCH * 320 // 2, np.int16)
-    y, r = pipe.yield_audio_data, pipe.read_audio_into
-    rng = range(BATCH)
-
-    def run() -> None:
-        for _ in rng:
-            y(chunk)
-        r(drain)
-        r(drain)
-
-    return run
+    return _yield_run(PurePipeline(RATE, 25))
 
 
 def envelopes_controller(impl: str, rec: Rec):

@@ -66,6 +66,15 @@ def check(condition: bool, message: str) -> None:
         raise FuzzFailure(message)
 
 
+def save_seeds(corpus_name: str, seeds: dict[str, bytes]) -> None:
+    """Write named seed inputs into ``corpus/<corpus_name>/``."""
+    out = CORPUS_ROOT / corpus_name
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in seeds.items():
+        (out / name).write_bytes(data)
+    print(f"{corpus_name}: {len(seeds)} seeds, {sum(map(len, seeds.values()))} bytes")
+
+
 def _seed_files(corpus: Path) -> list[Path]:
     return sorted(p for p in corpus.iterdir() if p.is_file()) if corpus.is_dir() else []
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _runner import CORPUS_ROOT, instrumented, main  # noqa: E402
+from _runner import instrumented, main, save_seeds  # noqa: E402
 
 with instrumented("avatarkit_fast"):
     import avatarkit_fast.errors as errors
@@ -73,11 +73,7 @@ def write_seeds(wire_seeds: dict, pcm: bytes) -> None:
     seeds = {"normal": normal, "audio-only": audio_only, "interrupted": interrupted, "stale-and-close": stale}
     for i in range(4):
         seeds[f"random-{i}"] = ops.random_program(random.Random(i), n_ops=25)
-    out = CORPUS_ROOT / "controller"
-    out.mkdir(parents=True, exist_ok=True)
-    for name, data in seeds.items():
-        (out / name).write_bytes(data)
-    print(f"controller: {len(seeds)} seeds, {sum(map(len, seeds.values()))} bytes")
+    save_seeds("controller", seeds)
 
 
 if __name__ == "__main__":

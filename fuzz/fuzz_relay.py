@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _runner import CORPUS_ROOT, check, instrumented, main  # noqa: E402
+from _runner import check, instrumented, main, save_seeds  # noqa: E402
 
 with instrumented("avatarkit_fast", "msgpack"):
     import avatarkit_fast.errors as errors
@@ -141,11 +141,7 @@ def write_seeds(wire_seeds: dict, pcm: bytes) -> None:
         "bad-frames": rec(b"\x95\x02\x01\xa1r\xc4\x00\xc2", b"\x93\x01\x09\xa1r", b"\xc1", b"",
                           enc(relay.AnimationFrame("r", (b"\x08\x05\x32\x01",)))),
     }
-    out = CORPUS_ROOT / "relay"
-    out.mkdir(parents=True, exist_ok=True)
-    for name, data in seeds.items():
-        (out / name).write_bytes(data)
-    print(f"relay: {len(seeds)} seeds, {sum(map(len, seeds.values()))} bytes")
+    save_seeds("relay", seeds)
 
 
 if __name__ == "__main__":
