@@ -85,11 +85,23 @@ def records(data: bytes):
         pos += n
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_one_input(data: bytes) -> None:
     ctrl = (AvatarController or RecordingController)(sample_rate=16000)
-    receiver = relay.RelayReceiver(ctrl, remember=4)
+    clock = Clock()
+    reported: list = []
+    receiver = relay.RelayReceiver(ctrl, remember=4, reorder_window=8, gap_timeout=0.05,
+                                   on_error=reported.append, clock=clock)
     prev_cum = None
     for frame_bytes in records(data):
+        clock.now += 0.01
         try:
             frame = relay.decode_frame(frame_bytes)
         except errors.RelayError:
@@ -118,7 +130,15 @@ def test_one_input(data: bytes) -> None:
             for k in ops.CUMULATIVE:
                 check(cum[k] >= prev_cum[k], f"stats.{k} went back")
         prev_cum = cum
+        check(receiver.held <= receiver.reorder_window, f"{receiver.held} frames held, window 8")
+        receiver.poll()
         ctrl.read_audio(160)
+    receiver.flush()
+    check(receiver.held == 0, "frames still held after flush")
+    st = receiver.stats
+    gaps = [e for e in reported if isinstance(e, errors.RelayGap)]
+    check(all(isinstance(e, errors.AvatarKitError) for e in reported), "a report outside our hierarchy")
+    check(len(gaps) == st.gaps and sum(e.count for e in gaps) == st.missing, "gaps reported != counted")
 
 
 def write_seeds(wire_seeds: dict, pcm: bytes) -> None:
@@ -130,7 +150,23 @@ def write_seeds(wire_seeds: dict, pcm: bytes) -> None:
     def rec(*frames: bytes) -> bytes:
         return b"".join(struct.pack("<H", len(f)) + f for f in frames)
 
+    def numbered(*steps) -> list[bytes]:
+        out: list[bytes] = []
+        sender = relay.RelaySender(out.append)
+        for step in steps:
+            getattr(sender, step[0])(*step[1:])
+        return out
+
+    v2 = numbered(("audio", "r1", chunk), ("audio", "r1", chunk), ("animation", "r1", [env1]),
+                  ("audio", "r1", chunk), ("audio", "r1", chunk[:320], True), ("animation", "r1", [env2]))
+    v2b = numbered(("audio", "r2", chunk), ("audio", "r2", chunk, True), ("audio_only", "r2"))
     seeds = {
+        "v2-in-order": rec(*v2),
+        "v2-duplicated": rec(*[f for f in v2 for _ in (0, 1)], v2[1]),
+        "v2-reordered": rec(v2[1], v2[0], v2[3], v2[2], v2[5], v2[4]),
+        "v2-lost-then-late": rec(v2[0], v2[2], v2[3], *([v2b[0]] * 6), v2[1], v2[4]),
+        "v2-next-request-releases": rec(v2[0], v2[2], v2[4], *v2b),
+        "v2-interrupt-held": rec(v2[0], v2[3], relay.encode_frame(relay.Interrupt("r1")), v2[1], v2[2]),
         "one-request": rec(enc(relay.AudioChunk("r1", chunk)), enc(relay.AnimationFrame("r1", (env1,))),
                            enc(relay.AudioChunk("r1", chunk[:321], True)), enc(relay.AnimationFrame("r1", (env2,)))),
         "audio-only": rec(enc(relay.AudioChunk("r1", chunk, True)), enc(relay.AudioOnly("r1"))),

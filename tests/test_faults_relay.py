@@ -24,7 +24,7 @@ pytest.importorskip("avatarkit_fast.controller")
 
 from avatarkit_fast import relay  # noqa: E402
 from avatarkit_fast.controller import AvatarController  # noqa: E402
-from avatarkit_fast.errors import ConnectionFailed, RelayError  # noqa: E402
+from avatarkit_fast.errors import ConnectionFailed, RelayError, RelayGap  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import controller_ops as ops  # noqa: E402
@@ -38,34 +38,51 @@ def run(coro, timeout: float = 60.0):
 
 
 class Request:
-    """A request's audio (a ramp of its own) and its animation, as relay frames."""
+    """A request's audio (a ramp of its own) and its animation (keyframes that
+    say which they are, in envelopes of 10), as the relay frames a backend's
+    ``RelaySender`` writes for it: 20 ms audio chunks, each envelope two chunks
+    after the audio it covers (the motion server's latency)."""
 
-    def __init__(self, index: int, seconds: float) -> None:
+    def __init__(self, index: int, seconds: float, *, version: int = relay.RELAY_VERSION) -> None:
         self.req_id = f"req-{index}"
         n = int(seconds * RATE)
         self.pcm = ops.ramp_pcm(index * 7919, n)
         self.samples = np.frombuffer(self.pcm, "<i2")
-        frames = n * 25 // RATE + 1
-        self.envelopes = [ops.envelope_of(ops.synthetic_frames(min(50, frames)), req_id=self.req_id)]
-        if frames > 50:
-            self.envelopes.append(ops.envelope_of(ops.synthetic_frames(frames - 50, 50), req_id=self.req_id, end=True))
+        self.keyframes = n * 25 // RATE + 1
+        self.envelopes = [
+            ops.envelope_of(ops.synthetic_frames(min(10, self.keyframes - k), k), req_id=self.req_id,
+                            end=k + 10 >= self.keyframes)
+            for k in range(0, self.keyframes, 10)
+        ]
+        self.version = version
 
-    def audio_frames(self, end: bool = True) -> list[bytes]:
-        out = []
-        for i in range(0, len(self.pcm), 2 * CHUNK):
-            last = i + 2 * CHUNK >= len(self.pcm)
-            out.append(relay.encode_frame(relay.AudioChunk(self.req_id, self.pcm[i : i + 2 * CHUNK], end and last)))
-        return out
-
-    def animation_frames(self) -> list[bytes]:
-        return [relay.encode_frame(relay.AnimationFrame(self.req_id, (e,))) for e in self.envelopes]
+    def _write(self, end: bool = True) -> list[tuple[str, bytes]]:
+        out: list[bytes] = []
+        kinds: list[str] = []
+        sender = relay.RelaySender(out.append, version=self.version)
+        chunks = range(0, len(self.pcm), 2 * CHUNK)
+        sent = 0
+        for k, i in enumerate(chunks):
+            sender.audio(self.req_id, self.pcm[i : i + 2 * CHUNK], end and k == len(chunks) - 1)
+            kinds.append("audio")
+            while sent < len(self.envelopes) and k >= 20 * sent + 2:  # 20 chunks: 10 keyframes
+                sender.animation(self.req_id, [self.envelopes[sent]])
+                kinds.append("animation")
+                sent += 1
+        for env in self.envelopes[sent:]:
+            sender.animation(self.req_id, [env])
+            kinds.append("animation")
+        return list(zip(kinds, out))
 
     def frames(self, end: bool = True) -> list[bytes]:
-        """Audio with its animation interleaved where the server would send it."""
-        audio = self.audio_frames(end)
-        anim = self.animation_frames()
-        out = audio[:3] + anim[:1] + audio[3:]
-        return out + anim[1:]
+        """Audio with its animation interleaved, in the order the sender wrote them."""
+        return [f for _, f in self._write(end)]
+
+    def audio_frames(self, end: bool = True) -> list[bytes]:
+        return [f for kind, f in self._write(end) if kind == "audio"]
+
+    def animation_frames(self) -> list[bytes]:
+        return [f for kind, f in self._write() if kind == "animation"]
 
 
 ABORT = ("abort",)
@@ -75,7 +92,7 @@ def sleep(seconds: float):
     return ("sleep", seconds)
 
 
-async def play(script: list, *, reader_delay: float = 0.0, drain_ticks: int = 400) -> dict:
+async def play(script: list, *, reader_delay: float = 0.0, drain_ticks: int = 400, **receiver_kw) -> dict:
     """Serve ``script`` (bytes, str, ABORT or sleep(...)) over a WebSocket and
     play it on the client; returns what was played and reported."""
 
@@ -93,11 +110,21 @@ async def play(script: list, *, reader_delay: float = 0.0, drain_ticks: int = 40
 
     errors: list = []
     relay_errors: list = []
+    error_at: list = []
     ctrl = AvatarController(sample_rate=RATE, on_error=errors.append, max_frame_wait=0.2)
-    receiver = relay.RelayReceiver(ctrl)
+    receiver = relay.RelayReceiver(ctrl, **receiver_kw)
     played: list = []
+    shown: list = []  # (samples of the conversation played, keyframe shown) at each tick
     buf = np.empty(RATE // 100, np.int16)
+    kf = np.empty(120, np.float32)
     outcome: dict = {}
+
+    def tick() -> None:
+        ctrl.read_audio_into(buf)
+        played.append(buf.copy())
+        if ctrl.get_current_conversation_id() is not None:
+            ctrl.current_frame_into(kf)
+            shown.append((round(ctrl.get_audio_time() * RATE), float(kf[0])))
 
     async def pump(ws):
         if reader_delay:
@@ -115,26 +142,39 @@ async def play(script: list, *, reader_delay: float = 0.0, drain_ticks: int = 40
             source = Slow(ws)
         else:
             source = ws
+        def report(exc) -> None:
+            relay_errors.append(exc)
+            error_at.append(asyncio.get_running_loop().time())
+
         try:
-            outcome["frames"] = await relay.pump_websocket(source, receiver, on_error=relay_errors.append)
+            outcome["frames"] = await relay.pump_websocket(source, receiver, on_error=report)
         except Exception as exc:  # noqa: BLE001 - inspected by the tests
             outcome["exception"] = exc
+        outcome["ended_at"] = asyncio.get_running_loop().time()
 
     async with websockets.serve(handler, "127.0.0.1", 0, max_queue=4) as server:
         port = server.sockets[0].getsockname()[1]
         async with websockets.connect(f"ws://127.0.0.1:{port}", max_queue=4) as ws:
             task = asyncio.create_task(pump(ws))
             while not task.done():
-                ctrl.read_audio_into(buf)
-                played.append(buf.copy())
+                tick()
                 await asyncio.sleep(0.001)
             await task
     for _ in range(drain_ticks):
-        ctrl.read_audio_into(buf)
-        played.append(buf.copy())
+        tick()
     out = np.concatenate(played)
     return {"played": out[out != 0], "errors": errors, "relay_errors": relay_errors, "ctrl": ctrl,
-            "receiver": receiver, **outcome}
+            "receiver": receiver, "shown": shown, "error_at": error_at, **outcome}
+
+
+def assert_keyframes_follow_the_audio(shown: list) -> None:
+    """Every keyframe shown is the one for the samples played (keyframe k has
+    first float k + 1; 0 is the rest pose before the first keyframe came):
+    a doubled or misplaced envelope would show a keyframe from elsewhere."""
+    seen = [(s, v) for s, v in shown if v != 0.0]
+    assert seen, "no keyframe was shown"
+    for s, v in seen:
+        assert abs((v - 1) - s * 25 / RATE) <= 1.0, f"keyframe {v - 1:g} shown at sample {s}"
 
 
 def segments(played: np.ndarray, requests: list[Request]) -> list[tuple[str, int]]:
@@ -161,11 +201,90 @@ def segments(played: np.ndarray, requests: list[Request]) -> list[tuple[str, int
     return out
 
 
-def test_clean_relay_plays_everything_once():
-    reqs = [Request(0, 1.0), Request(1, 0.6)]
+@pytest.mark.parametrize("version", [2, 1])
+def test_clean_relay_plays_everything_once(version):
+    reqs = [Request(0, 1.0, version=version), Request(1, 0.6, version=version)]
     res = run(play(reqs[0].frames() + [sleep(1.2)] + reqs[1].frames()))
     assert segments(res["played"], reqs) == [(r.req_id, len(r.samples)) for r in reqs]
+    assert_keyframes_follow_the_audio(res["shown"])
+    assert res["ctrl"].stats.frames_received == sum(r.keyframes for r in reqs)
     assert not res["errors"] and not res["relay_errors"] and "exception" not in res
+
+
+def test_frames_duplicated_within_a_live_request_play_once():
+    import random
+
+    rng = random.Random(6)
+    req = Request(0, 2.0)
+    frames = req.frames()
+    script, extra = [], 0
+    for i, f in enumerate(frames):
+        script.append(f)
+        if rng.random() < 0.3:  # sent twice in a row
+            script.append(f)
+            extra += 1
+        if i >= 5 and rng.random() < 0.2:  # an earlier frame resent, request still live
+            script.append(frames[rng.randrange(i)])
+            extra += 1
+    res = run(play(script))
+    assert segments(res["played"], [req]) == [(req.req_id, len(req.samples))]
+    assert_keyframes_follow_the_audio(res["shown"])
+    assert res["ctrl"].stats.frames_received == req.keyframes  # no envelope applied twice
+    assert res["receiver"].stats.duplicates == extra > 10
+    assert not res["relay_errors"] and "exception" not in res
+
+
+def test_frames_reordered_within_a_live_request_play_in_order():
+    import random
+
+    rng = random.Random(7)
+    req = Request(0, 2.0)
+    frames = req.frames()
+    script = []
+    for i in range(0, len(frames), 6):  # each run of 6 frames in a random order
+        block = frames[i : i + 6]
+        rng.shuffle(block)
+        script += block
+    assert script != frames
+    res = run(play(script))
+    assert segments(res["played"], [req]) == [(req.req_id, len(req.samples))]
+    assert_keyframes_follow_the_audio(res["shown"])
+    assert res["ctrl"].stats.frames_received == req.keyframes
+    assert res["receiver"].stats.reordered > 10 and res["receiver"].stats.gaps == 0
+    assert not res["relay_errors"] and "exception" not in res
+
+
+def test_a_lost_frame_is_reported_and_its_late_copy_never_plays():
+    req = Request(0, 2.0)
+    frames = req.frames()
+    lost = 30  # an audio chunk in the middle
+    assert isinstance(relay.decode_frame(frames[lost]), relay.AudioChunk)
+    lost_samples = len(relay.decode_frame(frames[lost]).pcm) // 2
+    script = frames[:lost] + frames[lost + 1 : lost + 4] + [sleep(0.5), frames[lost]] + frames[lost + 4 :]
+    res = run(play(script, gap_timeout=0.1))
+    gaps = [e for e in res["relay_errors"] if isinstance(e, RelayGap)]
+    assert len(gaps) == len(res["relay_errors"]) == 1
+    assert (gaps[0].req_id, gaps[0].first, gaps[0].count) == (req.req_id, lost, 1)
+    stats = res["receiver"].stats
+    assert stats.late == 1 and stats.gaps == 1 and stats.missing == 1
+    # Everything else plays, once and in order: the request's samples without the lost chunk.
+    start = sum(len(relay.decode_frame(f).pcm) // 2 for f in frames[:lost]
+                if isinstance(relay.decode_frame(f), relay.AudioChunk))
+    expected = np.concatenate([req.samples[:start], req.samples[start + lost_samples :]])
+    assert np.array_equal(res["played"], expected)
+    assert "exception" not in res
+
+
+def test_a_gap_before_the_last_frame_is_given_up_on_time_not_at_close():
+    req = Request(0, 1.0)
+    frames = req.frames()
+    # the next-to-last frame is lost; the last waits, then plays while the connection is still open
+    res = run(play(frames[:-2] + frames[-1:] + [sleep(1.5)], gap_timeout=0.1))
+    gaps = [e for e in res["relay_errors"] if isinstance(e, RelayGap)]
+    assert len(gaps) == 1 and gaps[0].first == len(frames) - 2
+    assert res["receiver"].stats.missing == 1 and res["receiver"].held == 0
+    assert res["ended_at"] - res["error_at"][0] > 1.0  # reported by the timer, long before the close
+    assert "exception" not in res
 
 
 def test_connection_dropped_mid_utterance():

@@ -82,4 +82,6 @@ def test_fuzz_target_runs_clean(target, tmp_path):
         if line.startswith("FUZZ-STATS "):
             stats.update(json.loads(line[len("FUZZ-STATS "):]))
     assert stats.get("execs", 0) > 0, out[-3000:]
+    if importlib.util.find_spec("atheris") is not None:  # then the run was libFuzzer's, with coverage
+        assert stats.get("cov", 0) > 0 and "FUZZ-STATS" not in out, out[-3000:]
     print(f"{target}: {stats}")

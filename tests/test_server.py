@@ -463,5 +463,5 @@ def test_a_failed_request_reaches_the_sdk_with_its_req_id_and_relays_as_audio_on
     req_id, sink, relayed = run(scenario())
     assert len(sink.errors) == 1 and sink.errors[0].req_id == req_id
     assert "exceeds" in sink.errors[0].message
-    assert [decode_frame(f) for f in relayed] == [AudioOnly(req_id)]
+    assert [decode_frame(f) for f in relayed] == [AudioOnly(req_id, 0)]
     assert not sink.of(req_id)

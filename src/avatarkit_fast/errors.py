@@ -45,6 +45,18 @@ class RelayError(DecodeError):
     """A relay frame is malformed, or of an unknown version or kind."""
 
 
+class RelayGap(RelayError):
+    """Frames of a request never arrived: the receiver gave up waiting for
+    ``count`` frames from sequence number ``first`` of ``req_id`` and went on
+    with the frames after them.  Reported, never raised by ``feed``."""
+
+    def __init__(self, message: str, req_id: str, first: int, count: int) -> None:
+        super().__init__(message, -1)
+        self.req_id = req_id
+        self.first = first
+        self.count = count
+
+
 class ProtocolError(AvatarKitError):
     """A peer broke the AvatarKit driving protocol (handshake, message order)."""
 
@@ -115,6 +127,7 @@ __all__ = [
     "HandshakeTimeout",
     "ProtocolError",
     "RelayError",
+    "RelayGap",
     "ServerError",
     "SessionTimeout",
     "UpstreamUnavailable",

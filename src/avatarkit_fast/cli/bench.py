@@ -112,7 +112,7 @@ def collect(rounds: int | None = None) -> list[dict]:
         floor=lambda: bytearray(chunk))
 
     # The relay hop: one animation frame in msgpack, encode + decode.
-    frame = relay.AnimationFrame("bench", (envelope,))
+    frame = relay.AnimationFrame("bench", (envelope,), 0)
     data = relay.encode_frame(frame)
     add("relay decode (animation frame)", "frame", {"py": lambda: relay.decode_frame(data)},
         floor=np.frombuffer(data, np.uint8).copy)

@@ -607,11 +607,11 @@ def _replay(args, utt: Utterance, log: NetworkLog, ctrl, progress: Optional[Prog
     from .. import relay
     from ..playback import VirtualClock
 
-    receiver = relay.RelayReceiver(ctrl)
     duration = len(utt.pcm) / utt.sample_rate
     cap = int((duration + 15.0 + (log.arrivals[-1].t if log.arrivals else 0)) * args.fps) + TAIL_FRAMES
     rec = _Recorder(ctrl, args.fps, utt.sample_rate, cap)
     clock = VirtualClock(ctrl, fps=args.fps, sample_rate=utt.sample_rate)
+    receiver = relay.RelayReceiver(ctrl, clock=lambda: clock.time)  # gap timeouts in replay time too
     arrivals = log.arrivals
     k = 0
     interrupt_at = args.interrupt_at
@@ -623,6 +623,7 @@ def _replay(args, utt: Utterance, log: NetworkLog, ctrl, progress: Optional[Prog
         while k < len(arrivals) and arrivals[k].t <= t:
             receiver.feed(arrivals[k].data)
             k += 1
+        receiver.poll()
         if interrupt_at is not None and interrupted_at is None and t >= interrupt_at:
             # The backend's interrupt reaches the client now: the relay frame, as it would arrive.
             req = utt.req_id or _last_req(arrivals)
