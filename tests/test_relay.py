@@ -661,3 +661,35 @@ def test_any_bytes_decode_to_a_frame_or_a_relay_error(data):
         assert ctrl.calls == []
         return
     assert encode_frame(frame) == data or decode_frame(encode_frame(frame)) == frame
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_any_duplication_reordering_and_loss_applies_each_frame_at_most_once_in_order(data):
+    """A version-2 stream through a transport that duplicates, displaces and
+    loses frames: what applies is always the sent stream with some frames left
+    out, in order, each once; with nothing lost and nothing displaced past the
+    window, it is the whole stream."""
+    n = data.draw(st.integers(1, 40), label="frames")
+    frames = numbered("A", n)
+    copies = data.draw(st.lists(st.integers(0, 3), min_size=n, max_size=n), label="copies")
+    shift = data.draw(st.lists(st.floats(0, 6), min_size=n * 3, max_size=n * 3), label="displacement")
+    sent = [k for k in range(n) for _ in range(copies[k])]
+    order = sorted(range(len(sent)), key=lambda i: i + shift[i])
+    window = data.draw(st.integers(1, 8), label="window")
+    ctrl, rx, clock, errors = receiver_with_clock(reorder_window=window)
+    for i in order:
+        rx.feed(frames[sent[i]])
+        assert rx.held <= window
+        clock.now += data.draw(st.sampled_from([0.0, 0.0, 0.05, 0.3]), label="wait")
+    rx.flush()
+    got = bytes(ctrl.audio.get("conv-1", b""))
+    applied = [got[i] for i in range(0, len(got), 2)]
+    assert applied == sorted(set(applied)), "out of order or twice"
+    delivered = {k for k in range(n) if copies[k]}
+    assert set(applied) <= delivered
+    assert rx.held == 0
+    assert rx.stats.missing == sum(e.count for e in errors) and rx.stats.gaps == len(errors)
+    assert rx.stats.missing <= n - len(delivered) + rx.stats.late
+    if len(delivered) == n and clock.now == 100.0 and max(shift[: len(sent)], default=0) < window:
+        assert applied == list(range(n)) and not errors
