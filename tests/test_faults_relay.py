@@ -92,7 +92,8 @@ def sleep(seconds: float):
     return ("sleep", seconds)
 
 
-async def play(script: list, *, reader_delay: float = 0.0, drain_ticks: int = 400, **receiver_kw) -> dict:
+async def play(script: list, *, reader_delay: float = 0.0, drain_ticks: int = 400,
+               sync_mode: str = "audio_independent", **receiver_kw) -> dict:
     """Serve ``script`` (bytes, str, ABORT or sleep(...)) over a WebSocket and
     play it on the client; returns what was played and reported."""
 
@@ -111,7 +112,7 @@ async def play(script: list, *, reader_delay: float = 0.0, drain_ticks: int = 40
     errors: list = []
     relay_errors: list = []
     error_at: list = []
-    ctrl = AvatarController(sample_rate=RATE, on_error=errors.append, max_frame_wait=0.2)
+    ctrl = AvatarController(sample_rate=RATE, sync_mode=sync_mode, on_error=errors.append, max_frame_wait=0.2)
     receiver = relay.RelayReceiver(ctrl, **receiver_kw)
     played: list = []
     shown: list = []  # (samples of the conversation played, keyframe shown) at each tick
@@ -170,7 +171,9 @@ async def play(script: list, *, reader_delay: float = 0.0, drain_ticks: int = 40
 def assert_keyframes_follow_the_audio(shown: list) -> None:
     """Every keyframe shown is the one for the samples played (keyframe k has
     first float k + 1; 0 is the rest pose before the first keyframe came):
-    a doubled or misplaced envelope would show a keyframe from elsewhere."""
+    a doubled or misplaced envelope would show a keyframe from elsewhere.
+    Run with ``sync_mode="strict_sync"``, so that a keyframe still on its way
+    under load holds the audio rather than showing an older one."""
     seen = [(s, v) for s, v in shown if v != 0.0]
     assert seen, "no keyframe was shown"
     for s, v in seen:
@@ -204,7 +207,7 @@ def segments(played: np.ndarray, requests: list[Request]) -> list[tuple[str, int
 @pytest.mark.parametrize("version", [2, 1])
 def test_clean_relay_plays_everything_once(version):
     reqs = [Request(0, 1.0, version=version), Request(1, 0.6, version=version)]
-    res = run(play(reqs[0].frames() + [sleep(1.2)] + reqs[1].frames()))
+    res = run(play(reqs[0].frames() + [sleep(1.2)] + reqs[1].frames(), sync_mode="strict_sync"))
     assert segments(res["played"], reqs) == [(r.req_id, len(r.samples)) for r in reqs]
     assert_keyframes_follow_the_audio(res["shown"])
     assert res["ctrl"].stats.frames_received == sum(r.keyframes for r in reqs)
@@ -226,10 +229,10 @@ def test_frames_duplicated_within_a_live_request_play_once():
         if i >= 5 and rng.random() < 0.2:  # an earlier frame resent, request still live
             script.append(frames[rng.randrange(i)])
             extra += 1
-    res = run(play(script))
-    assert segments(res["played"], [req]) == [(req.req_id, len(req.samples))]
-    assert_keyframes_follow_the_audio(res["shown"])
+    res = run(play(script, sync_mode="strict_sync"))
     assert res["ctrl"].stats.frames_received == req.keyframes  # no envelope applied twice
+    assert_keyframes_follow_the_audio(res["shown"])
+    assert segments(res["played"], [req]) == [(req.req_id, len(req.samples))]
     assert res["receiver"].stats.duplicates == extra > 10
     assert not res["relay_errors"] and "exception" not in res
 
@@ -246,7 +249,7 @@ def test_frames_reordered_within_a_live_request_play_in_order():
         rng.shuffle(block)
         script += block
     assert script != frames
-    res = run(play(script))
+    res = run(play(script, sync_mode="strict_sync"))
     assert segments(res["played"], [req]) == [(req.req_id, len(req.samples))]
     assert_keyframes_follow_the_audio(res["shown"])
     assert res["ctrl"].stats.frames_received == req.keyframes
