@@ -24,7 +24,7 @@ pytest.importorskip("avatarkit_fast.controller")
 
 from avatarkit_fast import relay  # noqa: E402
 from avatarkit_fast.controller import AvatarController  # noqa: E402
-from avatarkit_fast.errors import ConnectionFailed, RelayError, RelayGap  # noqa: E402
+from avatarkit_fast.errors import ConnectionFailed, DecodeError, RelayError, RelayGap  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fuzz"))
 import controller_ops as ops  # noqa: E402
@@ -319,6 +319,20 @@ def test_garbage_text_and_wrong_version_frames_are_reported_and_skipped():
     assert len(res["relay_errors"]) == len(bad)
     assert all(isinstance(e, RelayError) for e in res["relay_errors"])
     assert any("version 2" in str(e) for e in res["relay_errors"])
+    assert "exception" not in res
+
+
+def test_an_envelope_the_controller_refuses_is_reported_and_the_stream_goes_on():
+    req = Request(0, 1.0)
+    frames = req.frames()
+    out: list[bytes] = []
+    relay.RelaySender(out.append, version=1).animation(req.req_id, [b"\x0a\x05garbage"])
+    script = frames[:5] + out + frames[5:]  # a well-formed relay frame around a broken envelope
+    res = run(play(script))
+    assert segments(res["played"], [req]) == [(req.req_id, len(req.samples))]
+    assert [type(e) for e in res["relay_errors"]] == [DecodeError]
+    assert not isinstance(res["relay_errors"][0], RelayError)
+    assert res["ctrl"].stats.frames_received == req.keyframes
     assert "exception" not in res
 
 
