@@ -623,16 +623,11 @@ class RelayReceiver:
                 state.next = seq
             self._drain(state)
 
-    def _give_up(self) -> None:
+    def _give_up(self, keep: str | None = None) -> None:
+        """Give up on the gaps of every request but ``keep``, oldest request first."""
         for req_id, state in list(self._sequences.items()):
-            if state.held:
+            if state.held and req_id != keep:
                 self._release(state, req_id)
-
-    def _release_others(self, req_id: str) -> None:
-        if self._held:
-            for other, state in list(self._sequences.items()):
-                if other != req_id and state.held:
-                    self._release(state, other)
 
     def _drop_held(self, req_id: str) -> None:
         state = self._sequences.get(req_id)
@@ -694,7 +689,8 @@ class RelayReceiver:
                 return
         else:
             # Frames held for earlier requests were sent before this one began.
-            self._release_others(req_id)
+            if self._held:
+                self._give_up(keep=req_id)
             current = self._current
             current_cid = None if current is None else self._conversations.get(current)
             if (
