@@ -44,30 +44,9 @@ def _build_parser() -> argparse.ArgumentParser:
             "report.json, timeline.png and avatar.gif (avatar.mp4 with PyAV) into --out."
         ),
     )
-    src = demo.add_mutually_exclusive_group()
-    src.add_argument("--audio", metavar="FILE.wav", help="speech to play (PCM WAV); default: made-up speech")
-    src.add_argument("--recording", metavar="FILE.json", help="replay a recorded utterance (audio and envelopes)")
-    demo.add_argument("--seconds", type=float, default=4.0, help="length of the made-up speech (default 4)")
-    demo.add_argument("--out", default="demo-out", metavar="DIR", help="output folder (default demo-out)")
-    demo.add_argument("--jitter-ms", type=float, default=30.0, metavar="N",
-                      help="simulated network jitter on the relay, 0..N ms per message (default 30)")
-    demo.add_argument("--interrupt-at", type=float, default=None, metavar="SECONDS",
-                      help="interrupt the conversation at this playout time")
-    demo.add_argument("--server-speed", type=float, default=None, metavar="X",
-                      help="the motion server paces animation at X times real time (default: as fast "
-                           "as audio arrives); 1.0 shows what a slow server does to playout")
-    demo.add_argument("--realtime", action="store_true", help="pace the virtual clock to real time")
-    demo.add_argument("--play", action="store_true", help="play through the sound card (implies --realtime)")
-    demo.add_argument("--sync-mode", choices=("audio_independent", "strict_sync"), default="audio_independent")
-    demo.add_argument("--interpolation", choices=("none", "linear"), default="none")
-    demo.add_argument("--fps", type=int, default=25, help="video frames a second (default 25)")
-    demo.add_argument("--video", choices=("auto", "gif", "mp4"), default="auto",
-                      help="face film format (auto: mp4 when PyAV is installed, else gif)")
-    demo.add_argument("--size", type=int, default=160, help="face picture size in pixels (default 160)")
-    demo.add_argument("--seed", type=int, default=7, help="seed for made-up speech and jitter (default 7)")
-    demo.add_argument("--session", choices=("auto", "spatius", "builtin"), default="auto",
-                      help="server-side session: the spatius SDK when installed (auto), or the built-in client")
-    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    from .demo import add_arguments as _demo_arguments
+
+    _demo_arguments(demo)
 
     insp = sub.add_parser("inspect", help="summarize a recording, envelope file, keyframes.npy or WAV")
     insp.add_argument("file", metavar="FILE")

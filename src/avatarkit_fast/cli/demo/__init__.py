@@ -1,0 +1,175 @@
+"""``avatarkit-fast demo``: host mode end to end on this machine, with pictures.
+
+The pipeline, all real, on loopback:
+
+    speech -> backend --(server SDK session)--> local motion server
+              backend <--(animation envelopes)--
+              backend --(msgpack relay, WebSocket, simulated jitter)--> client
+              client: RelayReceiver -> AvatarController -> virtual clock / sound card
+
+The backend sends the speech as a TTS engine would, as fast as it is made.
+With the default virtual clock the network part runs first while the client
+logs each relay message with its arrival time; the clock then replays those
+arrivals into the controller, frame by frame, as fast as the machine goes:
+exactly what a player would have done with that network, and repeatable.
+``--realtime`` and ``--play`` instead feed the controller live and pull from it
+on a paced clock (or the sound card's callback) in another thread.
+
+The package, one job a module: ``inputs`` (what is played), ``backends`` (the
+backend's server session), ``network`` (motion server, jitter link, relay and
+the client's read loop), ``playout`` (the recorder, the replay and live
+runners), ``report`` (measurement, report and summary); this module parses the
+subcommand's arguments and runs the parts in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from .. import UsageError
+
+__all__ = ["add_arguments", "run_demo", "sync_errors"]
+
+
+def add_arguments(demo: argparse.ArgumentParser) -> None:
+    """The ``demo`` subcommand's options, on its parser."""
+    src = demo.add_mutually_exclusive_group()
+    src.add_argument("--audio", metavar="FILE.wav", help="speech to play (PCM WAV); default: made-up speech")
+    src.add_argument("--recording", metavar="FILE.json", help="replay a recorded utterance (audio and envelopes)")
+    demo.add_argument("--seconds", type=float, default=4.0, help="length of the made-up speech (default 4)")
+    demo.add_argument("--out", default="demo-out", metavar="DIR", help="output folder (default demo-out)")
+    demo.add_argument("--jitter-ms", type=float, default=30.0, metavar="N",
+                      help="simulated network jitter on the relay, 0..N ms per message (default 30)")
+    demo.add_argument("--interrupt-at", type=float, default=None, metavar="SECONDS",
+                      help="interrupt the conversation at this playout time")
+    demo.add_argument("--server-speed", type=float, default=None, metavar="X",
+                      help="the motion server paces animation at X times real time (default: as fast "
+                           "as audio arrives); 1.0 shows what a slow server does to playout")
+    demo.add_argument("--realtime", action="store_true", help="pace the virtual clock to real time")
+    demo.add_argument("--play", action="store_true", help="play through the sound card (implies --realtime)")
+    demo.add_argument("--sync-mode", choices=("audio_independent", "strict_sync"), default="audio_independent")
+    demo.add_argument("--interpolation", choices=("none", "linear"), default="none")
+    demo.add_argument("--fps", type=int, default=25, help="video frames a second (default 25)")
+    demo.add_argument("--video", choices=("auto", "gif", "mp4"), default="auto",
+                      help="face film format (auto: mp4 when PyAV is installed, else gif)")
+    demo.add_argument("--size", type=int, default=160, help="face picture size in pixels (default 160)")
+    demo.add_argument("--seed", type=int, default=7, help="seed for made-up speech and jitter (default 7)")
+    demo.add_argument("--session", choices=("auto", "spatius", "builtin"), default="auto",
+                      help="server-side session: the spatius SDK when installed (auto), or the built-in client")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+
+def __getattr__(name: str):
+    # sync_errors is re-exported lazily: numpy is not imported to parse arguments.
+    if name == "sync_errors":
+        from .report import sync_errors
+
+        return sync_errors
+    raise AttributeError(name)
+
+
+
+def run_demo(args) -> int:
+    from ..face import video_suffix, write_face_video
+    from ..timeline import draw_timeline
+    from ..wavfile import write_wav
+    from .inputs import load_input
+    from ..progress import Progress
+    from .network import Arrival, last_req, pipeline, run_network
+    from .playout import live_playout, make_controller, replay
+    from .report import build_report, conversation_keyframes, jsonable, print_summary, stall_spans, sync_errors
+
+    if args.fps <= 0 or args.fps > 120:
+        raise UsageError(f"--fps must be between 1 and 120, got {args.fps}")
+    if args.jitter_ms < 0:
+        raise UsageError(f"--jitter-ms must not be negative, got {args.jitter_ms:g}")
+    if args.interrupt_at is not None and args.interrupt_at < 0:
+        raise UsageError(f"--interrupt-at must not be negative, got {args.interrupt_at:g}")
+    if args.server_speed is not None and not (0.05 <= args.server_speed <= 1000):
+        raise UsageError(f"--server-speed must be between 0.05 and 1000, got {args.server_speed:g}")
+    if not (32 <= args.size <= 1024):
+        raise UsageError(f"--size must be between 32 and 1024, got {args.size}")
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        raise UsageError("the pictures need Pillow: pip install 'avatarkit-fast[demo]'") from None
+    if args.play:
+        from ...playback import check_output_device
+
+        check_output_device()  # fail early, with the way out
+    utt = load_input(args)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write into {out}: {exc.strerror or exc}") from None
+
+    show = not args.quiet
+    timings: dict[str, float] = {}
+    t_start = time.monotonic()
+    events: list = []
+    ctrl = make_controller(args, utt.sample_rate, events)
+    try:
+        if args.realtime or args.play:
+            prog = Progress("playing", enabled=None if show else False)
+            log, play, info = live_playout(args, utt, ctrl, prog)
+            prog.close()
+            timings["network_and_playout"] = time.monotonic() - t_start
+        else:
+            prog = Progress("network", enabled=None if show else False)
+            arrivals: list[Arrival] = []
+            log = pipeline(run_network(args, utt, on_arrival=arrivals.append, progress=prog))
+            log.arrivals = arrivals
+            prog.close()
+            timings["network"] = time.monotonic() - t_start
+            t1 = time.monotonic()
+            prog = Progress("playout", enabled=None if show else False)
+            play, info = replay(args, utt, log, ctrl, prog)
+            prog.close()
+            timings["playout"] = time.monotonic() - t1
+    finally:
+        close = getattr(ctrl, "close", None)
+        stats_snapshot = ctrl.stats
+        if close is not None:
+            close()
+
+    req_id = utt.req_id or last_req(log.arrivals)
+    keyframes, _ = conversation_keyframes(log.arrivals, req_id)
+    err = sync_errors(play, keyframes, args.interpolation)
+
+    t2 = time.monotonic()
+    write_wav(out / "played.wav", play.audio, utt.sample_rate)
+    import numpy as np
+
+    np.save(out / "keyframes.npy", play.frames)
+    anim_times = [a.t for a in log.arrivals if a.kind == "animation"]
+    audio_times = [a.t for a in log.arrivals if a.kind == "audio"]
+    title = (f"{utt.source} | {log.backend} | jitter 0..{args.jitter_ms:g} ms | {args.sync_mode}, "
+             f"interpolation {args.interpolation}")
+    draw_timeline(out / "timeline.png", play.audio, utt.sample_rate, play.frames[:, 9], args.fps,
+                  audio_arrivals=audio_times, animation_arrivals=anim_times, stalls=stall_spans(play),
+                  interrupt_at=info.get("interrupted_at"), first_frame_at=play.first_frame_at, title=title)
+    video = out / ("avatar" + video_suffix(args.video))
+    prog = Progress("face", enabled=None if show else False)
+    write_face_video(video, play.frames, fps=args.fps, size=args.size, audio=play.audio,
+                     sample_rate=utt.sample_rate, progress=prog.update)
+    prog.close()
+    timings["pictures"] = time.monotonic() - t2
+    timings["total"] = time.monotonic() - t_start
+
+    class _Snap:
+        stats = stats_snapshot
+
+    report = build_report(args, utt, log, play, info, _Snap, keyframes, err, timings)
+    report["files"] = {"audio": "played.wav", "keyframes": "keyframes.npy", "timeline": "timeline.png",
+                       "face": video.name}
+    (out / "report.json").write_text(json.dumps(jsonable(report), indent=2) + "\n")
+    if show:
+        print_summary(report, out)
+    return 0
