@@ -122,6 +122,9 @@ def build_report(args, utt, log, play, info, ctrl, keyframes, err, timings) -> d
             "max": float(measured.max()) if len(measured) else None,
             "mean": float(measured.mean()) if len(measured) else None,
             "frames_measured": int(len(measured)),
+            # Every video frame during which the conversation's speech was heard (it
+            # played, and did not wait for keyframes): what frames_measured is out of.
+            "speech_frames": int(np.sum(play.playing & ~play.stall_frames)),
             # Audio playing while no keyframe had come yet (it started after max_frame_wait).
             "frames_without_keyframe": int(np.sum(play.playing & ~play.frames.any(axis=1))),
         },
@@ -165,6 +168,9 @@ def jsonable(x):
 
 
 def print_summary(r: dict, out: Path) -> None:
+    """The report in a few lines: what was measured is said out of how many
+    speech frames, and speech that played with the idle face (no keyframe had
+    come: strict sync's ``max_frame_wait`` expired) is counted on its own line."""
     se = r["sync_error_frames"]
     lat = r["first_keyframe_latency_ms"]
     c = r["counts"]
@@ -172,8 +178,11 @@ def print_summary(r: dict, out: Path) -> None:
         f"host mode, end to end: {r['input']['source']} ({r['input']['seconds']:g} s at "
         f"{r['input']['sample_rate']} Hz) via {r['pipeline']['session']}, {r['pipeline']['mode']}",
         f"  first keyframe after {lat:.0f} ms" if lat is not None else "  no keyframe was shown",
-        f"  sync error: max {se['max']:.2f}, mean {se['mean']:.3f} frames over {se['frames_measured']} frames"
-        if se["max"] is not None else "  sync error: nothing measured",
+        (f"  sync error: max {se['max']:.2f}, mean {se['mean']:.3f} frames, measured over "
+         f"{se['frames_measured']} of {se['speech_frames']} speech frames"
+         if se["max"] is not None else f"  sync error: nothing measured (of {se['speech_frames']} speech frames)"),
+        f"  speech frames without a keyframe (the idle face shown): {se['frames_without_keyframe']}"
+        + (f" ({se['frames_without_keyframe'] / r['pipeline']['fps']:.2f} s)" if se["frames_without_keyframe"] else ""),
         f"  underruns {r['underrun_samples']} samples, stalls {r['stalls']}, stale keyframes dropped {r['stale_drops']}"
         + (f", interrupted at {r['interrupted_at']:.2f} s" if r.get("interrupted_at") is not None else ""),
         f"  {c['video_frames']} video frames, {c['audio_messages']} audio + {c['animation_messages']} "
