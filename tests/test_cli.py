@@ -284,10 +284,18 @@ def test_version_and_console_script():
     assert proc.returncode == 0 and "demo" in proc.stdout
 
 
-def test_demo_slow_server_strict_sync_stalls_and_loses_nothing(tmp_path):
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def slow_strict_run(tmp_path_factory):
+    """A slow motion server under strict sync: the first animation comes after
+    max_frame_wait (1 s), so some speech plays with the idle face."""
+    out = tmp_path_factory.mktemp("slow-strict") / "out"
     proc, report = run_demo(out, "--seconds", "4.5", "--server-speed", "1", "--sync-mode", "strict_sync",
                             "--jitter-ms", "0")
+    return out, proc, report
+
+
+def test_demo_slow_server_strict_sync_stalls_and_loses_nothing(slow_strict_run):
+    out, proc, report = slow_strict_run
     pcm = synthesize_speech(4.5, RATE, seed=7)
     played, rate = read_wav(out / "played.wav")
     assert report["stalls"] >= 1 and report["underrun_samples"] > 0
@@ -300,6 +308,33 @@ def test_demo_slow_server_strict_sync_stalls_and_loses_nothing(tmp_path):
     assert not played[:start].any()
     assert np.array_equal(played[played != 0], pcm[pcm != 0])
     assert len(played) >= start + len(pcm) + report["underrun_samples"]
+
+
+def test_demo_summary_counts_speech_played_without_animation(slow_strict_run):
+    """The summary does not hide frames without animation: speech that played
+    with the idle face is its own line, and the sync error says over how many
+    of all speech frames it was measured."""
+    import re
+
+    out, proc, report = slow_strict_run
+    se = report["sync_error_frames"]
+    # The case: the first animation came late, and about a second of speech
+    # played before it (strict sync gave up waiting after max_frame_wait).
+    assert report["first_keyframe_latency_ms"] > 1000
+    assert se["frames_without_keyframe"] >= FPS // 2
+    assert se["frames_measured"] + se["frames_without_keyframe"] <= se["speech_frames"]
+    # Speech frames are those in which the speech was heard: the input's length
+    # in frames, give or take the frames it started or waited within.
+    assert abs(se["speech_frames"] - 4.5 * FPS) <= 3
+    lines = proc.stdout.splitlines()
+    sync = [line for line in lines if "sync error" in line]
+    assert len(sync) == 1
+    m = re.search(r"measured over (\d+) of (\d+) speech frames", sync[0])
+    assert m and (int(m[1]), int(m[2])) == (se["frames_measured"], se["speech_frames"])
+    idle = [line for line in lines if "without a keyframe" in line]
+    assert len(idle) == 1
+    n = se["frames_without_keyframe"]
+    assert idle[0].strip() == f"speech frames without a keyframe (the idle face shown): {n} ({n / FPS:.2f} s)"
 
 
 def test_readme_host_mode_example_runs(tmp_path):
