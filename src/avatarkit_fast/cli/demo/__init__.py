@@ -34,32 +34,94 @@ from .. import UsageError
 __all__ = ["add_arguments", "run_demo", "sync_errors"]
 
 
+# Bounds of the options, checked while parsing (one line, exit status 2, before
+# any work starts).  Durations are bounded so that no value makes a run that
+# looks like a hang: at most ten minutes of speech, one second of jitter.
+MAX_SECONDS = 600.0
+MAX_JITTER_MS = 1000.0
+SPEED_RANGE = (0.05, 1000.0)
+FPS_RANGE = (1, 120)
+SIZE_RANGE = (32, 1024)
+MAX_SEED = 2**32 - 1
+DEFAULT_SECONDS = 4.0
+DEFAULT_SESSION = "auto"
+
+
 def add_arguments(demo: argparse.ArgumentParser) -> None:
-    """The ``demo`` subcommand's options, on its parser."""
+    """The ``demo`` subcommand's options, on its parser, each number bounded."""
+    from ..options import bounded_float, bounded_int
+
     src = demo.add_mutually_exclusive_group()
     src.add_argument("--audio", metavar="FILE.wav", help="speech to play (PCM WAV); default: made-up speech")
     src.add_argument("--recording", metavar="FILE.json", help="replay a recorded utterance (audio and envelopes)")
-    demo.add_argument("--seconds", type=float, default=4.0, help="length of the made-up speech (default 4)")
+    demo.add_argument("--seconds", type=bounded_float(0.2, MAX_SECONDS, " s"), default=None,
+                      help=f"length of the made-up speech, 0.2..{MAX_SECONDS:g} (default {DEFAULT_SECONDS:g})")
     demo.add_argument("--out", default="demo-out", metavar="DIR", help="output folder (default demo-out)")
-    demo.add_argument("--jitter-ms", type=float, default=30.0, metavar="N",
-                      help="simulated network jitter on the relay, 0..N ms per message (default 30)")
-    demo.add_argument("--interrupt-at", type=float, default=None, metavar="SECONDS",
-                      help="interrupt the conversation at this playout time")
-    demo.add_argument("--server-speed", type=float, default=None, metavar="X",
+    demo.add_argument("--jitter-ms", type=bounded_float(0.0, MAX_JITTER_MS, " ms"), default=30.0, metavar="N",
+                      help=f"simulated network jitter on the relay, 0..N ms per message, N at most "
+                           f"{MAX_JITTER_MS:g} (default 30)")
+    demo.add_argument("--interrupt-at", type=bounded_float(0.0, MAX_SECONDS, " s"), default=None,
+                      metavar="SECONDS",
+                      help="interrupt the conversation at this playout time (before the speech ends)")
+    demo.add_argument("--server-speed", type=bounded_float(*SPEED_RANGE), default=None, metavar="X",
                       help="the motion server paces animation at X times real time (default: as fast "
-                           "as audio arrives); 1.0 shows what a slow server does to playout")
+                           "as audio arrives); 1.0 shows what a slow server does to playout; "
+                           "not with --recording")
     demo.add_argument("--realtime", action="store_true", help="pace the virtual clock to real time")
     demo.add_argument("--play", action="store_true", help="play through the sound card (implies --realtime)")
     demo.add_argument("--sync-mode", choices=("audio_independent", "strict_sync"), default="audio_independent")
     demo.add_argument("--interpolation", choices=("none", "linear"), default="none")
-    demo.add_argument("--fps", type=int, default=25, help="video frames a second (default 25)")
+    demo.add_argument("--fps", type=bounded_int(*FPS_RANGE), default=25,
+                      help="video frames a second, 1..120 (default 25)")
     demo.add_argument("--video", choices=("auto", "gif", "mp4"), default="auto",
                       help="face film format (auto: mp4 when PyAV is installed, else gif)")
-    demo.add_argument("--size", type=int, default=160, help="face picture size in pixels (default 160)")
-    demo.add_argument("--seed", type=int, default=7, help="seed for made-up speech and jitter (default 7)")
-    demo.add_argument("--session", choices=("auto", "spatius", "builtin"), default="auto",
-                      help="server-side session: the spatius SDK when installed (auto), or the built-in client")
+    demo.add_argument("--size", type=bounded_int(*SIZE_RANGE, " pixels"), default=160,
+                      help="face picture size in pixels, 32..1024 (default 160)")
+    demo.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=7,
+                      help="seed for made-up speech and jitter, 0..2**32-1 (default 7)")
+    demo.add_argument("--session", choices=("auto", "spatius", "builtin"), default=None,
+                      help="server-side session: the spatius SDK when installed (auto), or the built-in "
+                           "client; not with --recording")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse options that do not go together, and fill in the defaults that
+    depend on the input; :class:`UsageError` (exit status 2) before any work.
+
+    An option that would be silently ignored is an error: ``--server-speed``
+    and ``--session`` with ``--recording`` (the recording's own envelopes are
+    replayed; no motion server runs), ``--seconds`` with ``--audio`` or
+    ``--recording`` (the file says how long it is)."""
+    if args.recording is not None:
+        for flag, value in (("--server-speed", args.server_speed), ("--session", args.session)):
+            if value is not None:
+                raise UsageError(f"{flag} does not go with --recording (the recording's own animation "
+                                 "is replayed; no motion server runs)")
+    if args.seconds is not None and (args.recording is not None or args.audio is not None):
+        raise UsageError(f"--seconds does not go with {'--recording' if args.recording else '--audio'} "
+                         "(the file says how long it is)")
+    if args.seconds is None:
+        args.seconds = DEFAULT_SECONDS
+    if args.session is None:
+        args.session = DEFAULT_SESSION
+    if not args.out:
+        raise UsageError("--out must name a folder")
+    for flag, value in (("--audio", args.audio), ("--recording", args.recording)):
+        if value == "":
+            raise UsageError(f"{flag} must name a file")
+    if args.video == "mp4":
+        try:
+            import av  # noqa: F401
+        except ImportError:
+            raise UsageError("--video mp4 needs PyAV (pip install av); or use --video gif") from None
+
+
+def check_input(args: argparse.Namespace, duration: float) -> None:
+    """The options checked against the input's length (``duration`` seconds)."""
+    if args.interrupt_at is not None and args.interrupt_at >= duration:
+        raise UsageError(f"--interrupt-at {args.interrupt_at:g} s is not before the end of the speech "
+                         f"({duration:g} s): nothing would be interrupted")
 
 
 def __getattr__(name: str):
@@ -71,10 +133,10 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-
 def run_demo(args) -> int:
     from ..face import video_suffix, write_face_video
     from ..timeline import draw_timeline
+    from ...errors import AvatarKitError
     from ..wavfile import write_wav
     from .inputs import load_input
     from ..progress import Progress
@@ -82,16 +144,7 @@ def run_demo(args) -> int:
     from .playout import live_playout, make_controller, replay
     from .report import build_report, conversation_keyframes, jsonable, print_summary, stall_spans, sync_errors
 
-    if args.fps <= 0 or args.fps > 120:
-        raise UsageError(f"--fps must be between 1 and 120, got {args.fps}")
-    if args.jitter_ms < 0:
-        raise UsageError(f"--jitter-ms must not be negative, got {args.jitter_ms:g}")
-    if args.interrupt_at is not None and args.interrupt_at < 0:
-        raise UsageError(f"--interrupt-at must not be negative, got {args.interrupt_at:g}")
-    if args.server_speed is not None and not (0.05 <= args.server_speed <= 1000):
-        raise UsageError(f"--server-speed must be between 0.05 and 1000, got {args.server_speed:g}")
-    if not (32 <= args.size <= 1024):
-        raise UsageError(f"--size must be between 32 and 1024, got {args.size}")
+    check_arguments(args)
     try:
         import PIL  # noqa: F401
     except ImportError:
@@ -99,8 +152,12 @@ def run_demo(args) -> int:
     if args.play:
         from ...playback import check_output_device
 
-        check_output_device()  # fail early, with the way out
+        try:
+            check_output_device()  # fail early, with the way out
+        except AvatarKitError as exc:  # no device, or no PortAudio: a usage error here
+            raise UsageError(str(exc)) from None
     utt = load_input(args)
+    check_input(args, len(utt.pcm) / utt.sample_rate)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
