@@ -3,13 +3,14 @@
 Accepted: a recording JSON (``sample_rate``, ``audio_base64``,
 ``animation_messages_base64``, ...), a JSON list of base64 envelopes, a binary
 file holding one serialized envelope, a ``keyframes.npy`` (n, 120), a WAV file,
-or a demo ``report.json``.
+or a demo ``report.json``.  Anything else is a :class:`UsageError` that names
+the file, says what it is not, and keeps the codec's detail after it; a bad
+message of a recording or a list is named by its index
+(``FILE: animation message 2: not base64``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import UsageError
+from .inputfiles import NOT_ANY_INPUT, b64, decode_envelope, parse_recording, read_bytes
 
 __all__ = ["inspect_file", "run_inspect"]
 
@@ -34,18 +36,15 @@ def _ranges(frames: np.ndarray) -> dict[str, list[float]]:
     return out
 
 
-def _envelopes_summary(envelopes: list[bytes], fps: int = 25) -> dict[str, Any]:
+def _envelopes_summary(envelopes: list[bytes], where: str, fps: int = 25) -> dict[str, Any]:
+    """The summary of ``envelopes``; ``where % i`` names message ``i`` in an error."""
     from .. import wire
-    from ..errors import DecodeError
 
     messages = []
     frames = []
     req_ids, conn_ids, avatar_ids = set(), set(), set()
     for i, env in enumerate(envelopes):
-        try:
-            msg = wire.decode_message(env)
-        except DecodeError as exc:
-            raise UsageError(f"message {i} is not a valid envelope: {exc}") from None
+        msg = decode_envelope(env, where % i)
         kind = type(msg).__name__
         entry: dict[str, Any] = {"index": i, "bytes": len(env), "type": int(msg.type), "kind": kind}
         if isinstance(msg, wire.AnimationMessage):
@@ -71,27 +70,18 @@ def _envelopes_summary(envelopes: list[bytes], fps: int = 25) -> dict[str, Any]:
     }
 
 
-def _b64(value: Any, what: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, TypeError, ValueError):
-        raise UsageError(f"{what} is not base64") from None
-
-
 def inspect_file(path: str | Path) -> dict[str, Any]:
     """A JSON-able summary of ``path``; raises :class:`UsageError` when unreadable."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {p}: {exc.strerror or exc}") from None
+    data = read_bytes(p)
     if data[:6] == b"\x93NUMPY":
         try:
             frames = np.load(p, allow_pickle=False)
-        except ValueError as exc:
-            raise UsageError(f"{p}: not a readable .npy file ({exc})") from None
-        if frames.ndim != 2 or frames.shape[1] != 120:
-            raise UsageError(f"{p}: expected keyframes of shape (n, 120), found {frames.shape}")
+        except (ValueError, OSError, EOFError) as exc:
+            raise UsageError(f"{p}: not a readable keyframes .npy ({exc})") from None
+        if frames.ndim != 2 or frames.shape[1] != 120 or frames.dtype.kind not in "fiu":
+            raise UsageError(f"{p}: not keyframes: expected numbers of shape (n, 120), found "
+                             f"{frames.dtype} of shape {frames.shape}")
         moving = np.abs(np.diff(frames, axis=0)).sum(axis=1) > 0 if len(frames) > 1 else np.zeros(0, bool)
         return {"file": str(p), "kind": "keyframes", "frames": int(len(frames)),
                 "seconds_at_25fps": round(len(frames) / 25, 3),
@@ -101,8 +91,10 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
 
         try:
             pcm, rate = read_wav(p)
-        except ValueError as exc:
+        except ValueError as exc:  # read_wav's message names the file
             raise UsageError(str(exc)) from None
+        if rate <= 0:
+            raise UsageError(f"{p}: not a PCM WAV file (sample rate {rate} Hz)")
         return {"file": str(p), "kind": "wav", "sample_rate": rate, "samples": int(len(pcm)),
                 "seconds": round(len(pcm) / rate, 3),
                 "peak": int(np.max(np.abs(pcm.astype(np.int32)))) if len(pcm) else 0}
@@ -111,35 +103,35 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
         try:
             doc = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{p}: not valid JSON ({exc})") from None
+            raise UsageError(f"{p}: {NOT_ANY_INPUT} (JSON that does not parse: {exc})") from None
         if isinstance(doc, list):
-            envs = [_b64(v, f"{p} item {i}") for i, v in enumerate(doc)]
-            return {"file": str(p), "kind": "envelope list", **_envelopes_summary(envs)}
+            envs = [b64(v, f"{p}: item {i}") for i, v in enumerate(doc)]
+            return {"file": str(p), "kind": "envelope list", **_envelopes_summary(envs, f"{p}: item %d")}
         if isinstance(doc, dict) and "animation_messages_base64" in doc:
-            envs = [_b64(v, f"{p} animation message {i}") for i, v in enumerate(doc["animation_messages_base64"])]
-            rate = int(doc.get("sample_rate", 16000))
-            audio = _b64(doc.get("audio_base64", ""), f"{p} audio_base64")
-            summary = _envelopes_summary(envs)
-            audio_s = len(audio) / 2 / rate
+            rec = parse_recording(doc, p)
+            summary = _envelopes_summary(rec.envelopes, f"{p}: animation message %d")
+            audio_s = len(rec.audio) / 2 / rec.sample_rate
             return {
                 "file": str(p), "kind": "recording",
-                "sample_rate": rate, "audio_format": doc.get("audio_format"),
-                "audio_bytes": len(audio), "audio_seconds": round(audio_s, 3),
+                "sample_rate": rec.sample_rate, "audio_format": doc.get("audio_format"),
+                "audio_bytes": len(rec.audio), "audio_seconds": round(audio_s, 3),
                 "connection_id": doc.get("connection_id"), "req_id": doc.get("req_id"),
                 **summary,
                 "animation_minus_audio_seconds": round(summary["animation_seconds"] - audio_s, 3),
             }
         if isinstance(doc, dict) and "sync_error_frames" in doc:
             return {"file": str(p), "kind": "demo report", **doc}
-        raise UsageError(f"{p}: JSON, but neither a recording, an envelope list nor a demo report")
+        raise UsageError(f"{p}: {NOT_ANY_INPUT} (JSON, but not one of those layouts)")
+    if not data:
+        raise UsageError(f"{p}: {NOT_ANY_INPUT} (the file is empty)")
     from .. import wire
     from ..errors import DecodeError
 
     try:
         wire.decode_message(data)
     except DecodeError as exc:
-        raise UsageError(f"{p}: not a recording, envelope, keyframes.npy or WAV file ({exc})") from None
-    return {"file": str(p), "kind": "envelope", **_envelopes_summary([data])}
+        raise UsageError(f"{p}: {NOT_ANY_INPUT} ({exc})") from None
+    return {"file": str(p), "kind": "envelope", **_envelopes_summary([data], f"{p}: message %d")}
 
 
 def _print_summary(s: dict[str, Any]) -> None:

@@ -33,7 +33,10 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
             rate = w.getframerate()
             raw = w.readframes(w.getnframes())
     except (wave.Error, EOFError) as exc:
-        raise ValueError(f"{path}: not a PCM WAV file ({exc})") from None
+        raise ValueError(f"{path}: not a PCM WAV file ({exc or 'it ends too soon'})") from None
+    if channels < 1:
+        raise ValueError(f"{path}: not a PCM WAV file (no channels)")
+    raw = raw[: len(raw) - len(raw) % (width * channels)]  # a truncated last frame
     if width == 1:
         x = (np.frombuffer(raw, np.uint8).astype(np.int32) - 128) << 8
     elif width == 2:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -11,10 +9,11 @@ from typing import Optional
 import numpy as np
 
 from .. import UsageError
+from ..inputfiles import SAMPLE_RATES, cannot_read, decode_envelope, read_recording
 
 __all__ = ["Utterance", "load_input", "SAMPLE_RATES"]
 
-SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+MAX_INPUT_SECONDS = 600.0  # as --seconds
 
 
 @dataclass
@@ -27,49 +26,45 @@ class Utterance:
 
 
 def load_input(args) -> Utterance:
-    from ... import wire
-
+    """The utterance the options name; :class:`UsageError` for a bad input file,
+    whose message names the file (and, for a recording, the message index)."""
     if args.recording:
         path = Path(args.recording)
-        try:
-            doc = json.loads(path.read_text())
-            rate = int(doc["sample_rate"])
-            pcm = np.frombuffer(base64.b64decode(doc["audio_base64"]), "<i2").copy()
-            envs = [base64.b64decode(e) for e in doc["animation_messages_base64"]]
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"{path}: not a recording (sample_rate, audio_base64, "
-                             f"animation_messages_base64): {exc!s}") from None
+        rec = read_recording(path)
+        pcm = np.frombuffer(rec.audio, "<i2").copy()
+        _check_audio(path, pcm, rec.sample_rate)
         req_ids = set()
-        for i, env in enumerate(envs):
-            try:
-                msg = wire.decode_message(env)
-            except Exception as exc:  # noqa: BLE001 - any decode failure is a bad input
-                raise UsageError(f"{path}: animation message {i} does not decode: {exc}") from None
+        for i, env in enumerate(rec.envelopes):
+            msg = decode_envelope(env, f"{path}: animation message {i}")
             req_ids.add(getattr(msg, "req_id", ""))
         if len(req_ids) != 1 or not next(iter(req_ids)):
             raise UsageError(f"{path}: expected the envelopes of one request, found req_ids {sorted(req_ids)}")
-        return Utterance(pcm, rate, str(path), envs, req_ids.pop())
+        return Utterance(pcm, rec.sample_rate, str(path), rec.envelopes, req_ids.pop())
     if args.audio:
         from ..wavfile import read_wav
 
         path = Path(args.audio)
-        if not path.is_file():
-            raise UsageError(f"cannot read {path}: no such file")
         try:
             pcm, rate = read_wav(path)
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise cannot_read(path, exc) from None
+        except ValueError as exc:  # read_wav's message names the file
             raise UsageError(str(exc)) from None
         if rate not in SAMPLE_RATES:
             raise UsageError(f"{path}: sample rate {rate} Hz is not supported (use one of "
                              f"{', '.join(map(str, SAMPLE_RATES))})")
-        if len(pcm) == 0:
-            raise UsageError(f"{path}: no audio in the file")
+        _check_audio(path, pcm, rate)
         return Utterance(pcm, rate, str(path))
     from ..speech import synthesize_speech
 
-    if not (0.2 <= args.seconds <= 600):
-        raise UsageError(f"--seconds must be between 0.2 and 600, got {args.seconds:g}")
     return Utterance(synthesize_speech(args.seconds, 16000, seed=args.seed), 16000,
                      f"made-up speech, {args.seconds:g} s, seed {args.seed}")
+
+
+def _check_audio(path: Path, pcm: np.ndarray, rate: int) -> None:
+    # The same bound as --seconds: no input makes a run that looks like a hang.
+    if len(pcm) == 0:
+        raise UsageError(f"{path}: no audio in the file")
+    if len(pcm) > MAX_INPUT_SECONDS * rate:
+        raise UsageError(f"{path}: {len(pcm) / rate:.0f} s of audio, more than the demo's "
+                         f"{MAX_INPUT_SECONDS:g} s")
