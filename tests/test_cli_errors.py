@@ -187,8 +187,8 @@ DEMO = [
     (["--seconds", "2", "--recording", "{rec}"], "--seconds does not go with --recording"),
     # --out
     (["--out", ""], "--out must name a folder"),
-    (["--out", "{afile}"], "cannot write into {afile}"),
-    (["--out", "{afile}/sub"], "cannot write into {afile}/sub"),
+    (["--out", "{afile}"], "{afile}: cannot write into it (File exists)"),
+    (["--out", "{afile}/sub"], "{afile}/sub: cannot write into it (Not a directory)"),
     (["--out"], "expected one argument"),
     # --jitter-ms
     (["--jitter-ms", "-1"], "argument --jitter-ms: must be between 0 and 1000 ms, got -1"),

@@ -165,7 +165,7 @@ def run_demo(args) -> int:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"cannot write into {out}: {exc.strerror or exc}") from None
+        raise UsageError(f"{out}: cannot write into it ({exc.strerror or exc})") from None
 
     show = not args.quiet
     timings: dict[str, float] = {}
