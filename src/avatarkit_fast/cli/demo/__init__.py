@@ -18,7 +18,8 @@ on a paced clock (or the sound card's callback) in another thread.
 The package, one job a module: ``inputs`` (what is played), ``backends`` (the
 backend's server session), ``network`` (motion server, jitter link, relay and
 the client's read loop), ``playout`` (the recorder, the replay and live
-runners), ``report`` (measurement, report and summary); this module parses the
+runners), ``report`` (measurement, report and summary), ``counters`` (reading the
+controller's and the server's counters); this module parses the
 subcommand's arguments and runs the parts in order.
 """
 
@@ -134,12 +135,14 @@ def __getattr__(name: str):
 
 
 def run_demo(args) -> int:
-    from ..face import video_suffix, write_face_video
-    from ..timeline import draw_timeline
+    """Run the demo with parsed ``args``; the exit status.  Every argument and
+    input is checked before any work starts (:class:`UsageError`)."""
     from ...errors import AvatarKitError
+    from ..face import video_suffix, write_face_video
+    from ..progress import Progress
+    from ..timeline import draw_timeline
     from ..wavfile import write_wav
     from .inputs import load_input
-    from ..progress import Progress
     from .network import Arrival, last_req, pipeline, run_network
     from .playout import live_playout, make_controller, replay
     from .report import build_report, conversation_keyframes, jsonable, print_summary, stall_spans, sync_errors
