@@ -43,7 +43,6 @@ Choices where the product description is silent:
 from __future__ import annotations
 
 import enum
-import importlib
 import logging
 import math
 import threading
@@ -52,8 +51,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import wire
-from ._compat import NO_EXTENSIONS
+from . import ring, sync, wire
 from .errors import AvatarKitError, BufferFull, ClosedError, DecodeError, ServerError
 
 __all__ = [
@@ -114,24 +112,13 @@ class ControllerStats(dict):
 
 
 def _modules(impl: Optional[str]):
-    if impl is None:
-        tag = "py" if NO_EXTENSIONS else "c"
-    elif impl in ("c", "py"):
-        tag = impl
-    else:
+    """(tag, ring module, sync module) of one implementation, chosen as
+    :func:`avatarkit_fast._compat.load_twin` chooses."""
+    if impl is not None and impl not in ("c", "py"):
         raise ValueError(f"_impl must be 'c', 'py' or None, got {impl!r}")
-    if tag == "c":
-        try:
-            return tag, importlib.import_module("avatarkit_fast._ring_c"), importlib.import_module(
-                "avatarkit_fast._sync_c"
-            )
-        except ImportError:
-            if impl == "c":
-                raise
-            tag = "py"  # pragma: no cover - source tree without a build
-    return tag, importlib.import_module("avatarkit_fast._ring_py"), importlib.import_module(
-        "avatarkit_fast._sync_py"
-    )
+    sync_mod = sync.module(impl)
+    tag = "c" if sync_mod.__name__.endswith("_c") else "py"
+    return tag, ring.module(tag), sync_mod
 
 
 def _check_callback(name: str, cb: Any) -> Any:
@@ -219,14 +206,14 @@ class AvatarController:
         self.max_frame_wait = float(max_frame_wait)
         self.max_buffer_seconds = float(max_buffer_seconds)
 
-        tag, ring, sync = _modules(_impl)
+        tag, ring_mod, sync_mod = _modules(_impl)
         self._impl = tag
-        self._pcm = ring.PcmRing(max(1, int(round(max_buffer_seconds * sample_rate))))
+        self._pcm = ring_mod.PcmRing(max(1, int(round(max_buffer_seconds * sample_rate))))
         # Unplayed keyframes for the same span, plus the current and next one.
-        self._frames = ring.KeyframeStore(int(math.ceil(max_buffer_seconds * fps)) + 2)
+        self._frames = ring_mod.KeyframeStore(int(math.ceil(max_buffer_seconds * fps)) + 2)
         if idle_frame is not None:
             self._frames.set_idle(idle_frame)
-        self._engine = sync.SyncEngine(
+        self._engine = sync_mod.SyncEngine(
             self._pcm,
             self._frames,
             self.sample_rate,
@@ -473,6 +460,19 @@ class AvatarController:
     @property
     def closed(self) -> bool:
         return bool(self._engine.closed)
+
+    @property
+    def engine_kind(self) -> str:
+        """``"c"`` (the compiled engine) or ``"py"`` (its pure-Python twin)."""
+        return self._impl
+
+    def playout_engine(self) -> Any:
+        """The sync engine this controller's playout calls go to (a
+        ``_sync_c.SyncEngine`` when :attr:`engine_kind` is ``"c"``), for
+        :class:`~avatarkit_fast.group.SessionGroup` to tick many controllers
+        in one C loop.  Its ``read_audio_into`` and ``current_frame_into``
+        are this controller's; call nothing else on it."""
+        return self._engine
 
     @property
     def stats(self) -> ControllerStats:
