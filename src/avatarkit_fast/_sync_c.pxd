@@ -13,6 +13,7 @@ cdef class SyncEngine:
     cdef readonly int sample_rate
     cdef readonly int fps
     cdef readonly bint closed
+    cdef bint _open  # initialised and not closed: zero (not open) until __init__
     cdef readonly bint active
     cdef readonly bint paused
     cdef readonly bint started
@@ -31,6 +32,8 @@ cdef class SyncEngine:
     cdef readonly long long max_wait_samples
     cdef object _notify
     cdef object _fallback
+    cdef list _events  # (kind, arg) queued until the call's state is settled
+    cdef bint _draining
     cdef readonly long long conversation
     cdef readonly long long frames_received
     cdef readonly long long frames_dropped_stale
@@ -41,6 +44,8 @@ cdef class SyncEngine:
     cdef readonly long long server_errors
 
     cpdef check_open(self)
+    cdef _raise_not_open(self)
+    cdef int _check_made(self) except -1
     cpdef bint accepting(self) except -1
     @cython.locals(n=Py_ssize_t)
     cpdef Py_ssize_t push_audio(self, object data, bint end) except -2
@@ -57,3 +62,5 @@ cdef class SyncEngine:
     @cython.locals(was_stalled=bint, old_state=int)
     cdef _stop(self, bint notify)
     cdef _emit(self, int kind, object arg)
+    cdef _deliver(self)
+

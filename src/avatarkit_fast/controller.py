@@ -27,6 +27,14 @@ Choices where the product description is silent:
   ``AvatarKitError`` whose ``__cause__`` is the original exception when a user
   callback raised.  Callbacks run on the thread whose call caused the event (the
   consumer thread for end, stall and first frame): keep them short.
+* Callbacks run once the call that caused them has settled its state (the
+  conversation that ended is stopped, the new one holds its first audio), so
+  a callback may call back into the controller (yield the next utterance,
+  interrupt, pause, read the stats) and what it does stands.  Events come one
+  at a time in the order of the changes: those caused by a call made from a
+  callback, or by another thread while a callback runs, are delivered after
+  the callback returns, by the call already delivering (so possibly on its
+  thread), never nested and never lost.
 * ``on_first_frame(conversation_id)`` fires once per conversation, at the first
   read at which a keyframe of it is current.
 * ``pause()`` with no conversation in progress does nothing; a new conversation
@@ -272,8 +280,9 @@ class AvatarController:
                     f"{nbytes // 2} samples exceed the audio cap of {self._pcm.max_samples}"
                 )
             cid = uuid.uuid4().hex
-            engine.begin(cid)
-            engine.push_audio(pcm, end)
+            # One engine call: the events of the start are delivered with its
+            # audio already in, so a callback sees (and may act on) both.
+            engine.begin(cid, pcm, end)
             return cid
 
     def yield_frames_data(self, envelopes: Any, conversation_id: Optional[str]) -> bool:
@@ -498,7 +507,9 @@ class AvatarController:
         elif kind == _EV_STALL:
             cb, args, name = self._on_stall, (bool(arg),), "on_playback_stall"
         elif kind == _EV_FIRST_FRAME:
-            cb, args, name = self._on_first_frame, (self._engine.conversation_id,), "on_first_frame"
+            # arg: the id of the conversation whose frame it was (delivery
+            # comes after the read, which may have ended that conversation)
+            cb, args, name = self._on_first_frame, (arg,), "on_first_frame"
         else:  # pragma: no cover
             return
         if cb is None:
