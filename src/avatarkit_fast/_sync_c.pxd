@@ -1,5 +1,6 @@
 # C types for _sync_py.py compiled as _sync_c (the same source; _sync_c.py links to it).
 cimport cython
+from cpython.ref cimport PyObject
 from avatarkit_fast._ring_c cimport KeyframeStore, PcmRing
 
 
@@ -64,3 +65,17 @@ cdef class SyncEngine:
     cdef _emit(self, int kind, object arg)
     cdef _deliver(self)
 
+    # The interface of the batched tick (_group_c), declared for it: whether
+    # the engine was initialised (its parts exist), its parts as bare
+    # pointers to prefetch, and the keyframe index of the audio position.
+    cdef inline bint batchable(self) noexcept:
+        return self._pcm is not None and self._kf is not None and self.sample_rate > 0
+
+    cdef inline PyObject* batch_pcm(self) noexcept:  # borrowed
+        return <PyObject*>self._pcm
+
+    cdef inline PyObject* batch_frames(self) noexcept:  # borrowed
+        return <PyObject*>self._kf
+
+    cdef inline long long batch_frame_index(self) noexcept:
+        return self.played * self.fps // self.sample_rate
