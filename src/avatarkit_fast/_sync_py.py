@@ -111,7 +111,7 @@ class SyncEngine:
         self.conversation_id = None
         self.state = IDLE
         self.closed = False
-        self._open = True
+        self._open = False  # until the end of __init__
         self._reset()  # the per-conversation fields
         self.conversation = 0
         # counters (never reset)
@@ -125,6 +125,7 @@ class SyncEngine:
         self.conversations = 0
         self.interrupts = 0
         self.server_errors = 0
+        self._open = True
 
     # -- producer side -------------------------------------------------
 
@@ -135,7 +136,7 @@ class SyncEngine:
     def _check_made(self):
         # The queries that stay readable after close() need the parts that
         # __init__ gives (a partial __init__ may have given some).
-        if self._pcm is None or self._kf is None or self.sample_rate <= 0:
+        if self._pcm is None or self._kf is None or self.sample_rate <= 0 or not (self._open or self.closed):
             self._raise_not_open()
         return 0
 
@@ -453,3 +454,20 @@ class SyncEngine:
                 self._notify(kind, arg)
         finally:
             self._draining = False
+
+
+def _not_open_by_default():
+    # A pure engine made without __init__ behaves as the compiled one, whose
+    # fields the type zeroes: not open, no parts, no counts.  (The compiled
+    # type refuses new class attributes: nothing to do there.)
+    defaults = {"_open": False, "closed": False, "active": False, "audio_ended": False,
+                "_pcm": None, "_kf": None, "sample_rate": 0, "frames_dropped_stale": 0,
+                "frames_ignored": 0, "server_errors": 0}
+    try:
+        for name, value in defaults.items():
+            setattr(SyncEngine, name, value)
+    except (AttributeError, TypeError):
+        pass
+
+
+_not_open_by_default()
