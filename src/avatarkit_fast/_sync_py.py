@@ -172,9 +172,11 @@ class SyncEngine:
         if old_state != IDLE:
             self._emit(EV_STATE, IDLE)
         self._emit(EV_STATE, PLAYING)
-        if data is not None:
-            self.push_audio(data, end)
-        self._deliver()
+        try:
+            if data is not None:  # (the controller checked it: it fits)
+                self.push_audio(data, end)
+        finally:
+            self._deliver()  # the start happened: it is told even if the data was refused
 
     def yield_audio(self, pcm, end=False):
         """The controller's ``yield_audio_data``: continue the current
