@@ -37,6 +37,26 @@ def _heal_twin_links():
             link.write_bytes(twin.read_bytes())
 
 
+# Floating point as the pure twins compute it: no fused multiply-add, which
+# rounds once where numpy rounds twice (the default contraction on arm64 and
+# macOS, and with -mfma on x86).  These flags come after the environment's
+# CFLAGS, so they win over a -ffp-contract=fast there; the C code does not
+# depend on them either (see akf_blend in _ring_c.pyx).
+_FP_GCC = ["-ffp-contract=off"]  # gcc, clang, and clang-cl (which takes it too)
+_FP_MSVC = ["/fp:precise"]  # no contraction under /fp:precise since VS 2022
+
+
+def _compile_args():
+    if os.name == "nt":
+        import sysconfig
+
+        cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "").lower()
+        if "clang" in cc:  # clang-cl: MSVC's switches and clang's
+            return _FP_MSVC + ["-ffp-contract=off"]
+        return list(_FP_MSVC)
+    return (["-O1", "-g"] if DEBUG else ["-O3", "-g0"]) + _FP_GCC
+
+
 def _extensions():
     from Cython.Build import cythonize
 
@@ -58,7 +78,7 @@ def _extensions():
                 [str(src.relative_to(HERE))],
                 include_dirs=[numpy.get_include()],
                 define_macros=macros,
-                extra_compile_args=[] if os.name == "nt" else (["-O1", "-g"] if DEBUG else ["-O3", "-g0"]),
+                extra_compile_args=_compile_args(),
             )
         )
     directives = {

@@ -8,9 +8,21 @@ inputs. The format, so seeds can be written by hand:
 
 ``byte 0``: configuration: bits 0-2 sample rate (index into SAMPLE_RATES),
 bit 3 ``strict_sync``, bit 4 ``linear`` interpolation, bit 5 a short
-``max_frame_wait`` (0.1 s). Then operations, each one opcode byte (mod 16)
-and its arguments (``u16`` is little-endian); a truncated operation ends the
-sequence.
+``max_frame_wait`` (0.1 s), bit 6 callbacks that call back in (then
+``byte 1`` says how, see REACTIONS). Then operations, each one opcode byte
+(mod 16) and its arguments (``u16`` is little-endian); a truncated operation
+ends the sequence.
+
+Callbacks that call back in: ``byte 1`` holds four 2-bit fields, one per
+event (bits 0-1 ``on_conversation_state(IDLE)``, 2-3
+``on_playback_stall(False)``, 4-5 ``on_first_frame``, 6-7
+``on_conversation_state(PLAYING)`` and ``on_playback_stall(True)``), each an
+index into that event's REACTIONS row: what the callback does before it
+returns (yield the next utterance, interrupt, pause/resume, read the stats).
+At most MAX_REACTIONS reactions per outer call, so a chain of them ends.
+After every call the model checks that a conversation begun by a callback
+during it is still current with all its audio buffered: the engine must not
+wipe what a callback did (no conversation lost).
 
 ====  =============  ========================================================
  op   name           arguments
@@ -61,6 +73,16 @@ STAT_NAMES = ("buffered_audio_ms", "buffered_frames", "frames_received", "frames
               "underrun_samples", "stalls", "conversations", "interrupts")
 CUMULATIVE = ("frames_received", "frames_dropped_stale", "underrun_samples", "stalls",
               "conversations", "interrupts")
+
+
+# Per event, the four things its callback may do (see the module docstring).
+REACTIONS = {
+    "idle": ("none", "next", "next_end", "stats"),
+    "unstall": ("none", "next", "next_end", "interrupt"),
+    "first_frame": ("none", "next", "pause_resume", "stats"),
+    "other": ("none", "more", "pause", "interrupt"),
+}
+MAX_REACTIONS = 4
 
 
 class Failure(AssertionError):
@@ -168,6 +190,10 @@ class Run:
         self.ramp = 0
         self.closed = False
         self.prev_stats: dict | None = None
+        self.reactions: dict[str, str] | None = None
+        self._budget = 0
+        self._begun: tuple | None = None  # (cid, samples) begun by a callback in this call
+        self._began_any = False
 
     # ids differ in spelling between runs; the trace says which one, by order of first use
     def _cid(self, cid: Any) -> Any:
@@ -196,7 +222,71 @@ class Run:
         def cb(*args, **kw):
             self.callbacks.append((name, tuple(self._norm_arg(a) for a in args),
                                    tuple(sorted((k, self._norm_arg(v)) for k, v in kw.items()))))
+            if self.reactions is not None:
+                self._react(name, args)
         return cb
+
+    def _event(self, name: str, args: tuple) -> str:
+        if name == "state":
+            return "idle" if _state_name(args[0]) == "IDLE" else "other"
+        if name == "stall":
+            return "other" if args[0] else "unstall"
+        return "first_frame" if name == "first_frame" else ""
+
+    def _react(self, name: str, args: tuple) -> None:
+        """A callback calling back into the controller, as an application
+        reacting to the event would; recorded in the trace."""
+        event = self._event(name, args)
+        what = self.reactions.get(event, "none") if event else "none"
+        if what == "none" or self._budget <= 0 or self.closed:
+            return
+        self._budget -= 1
+        ctrl = self.ctrl
+        try:
+            if what in ("next", "next_end", "more"):
+                before = ctrl.get_current_conversation_id()
+                n = self.sample_rate // 20  # 50 ms
+                cid = ctrl.yield_audio_data(ramp_pcm(self.ramp, n), end=what == "next_end")
+                self.ramp += n
+                _check(isinstance(cid, str) and cid, f"yield_audio_data from a callback returned {cid!r}")
+                if cid != before:
+                    self._begun = (cid, n)
+                    self._began_any = True
+                elif self._begun is not None and self._begun[0] == cid:
+                    self._begun = (cid, self._begun[1] + n)
+                out: Any = self._cid(cid)
+            elif what == "interrupt":
+                ctrl.interrupt()
+                self._begun = None
+                out = (_state_name(ctrl.state), ctrl.get_current_conversation_id())
+            elif what == "pause":
+                ctrl.pause()
+                out = _state_name(ctrl.state)
+            elif what == "pause_resume":
+                ctrl.pause()
+                ctrl.resume()
+                out = _state_name(ctrl.state)
+            else:  # stats
+                snap = _stats_dict(ctrl.stats)
+                out = (_state_name(snap["state"]), self._cid(ctrl.get_current_conversation_id()),
+                       snap["conversations"])
+        except self.errors.AvatarKitError as exc:
+            out = ("err", type(exc).__name__)
+        self.callbacks.append(("reaction", what, self._norm_arg(out)))
+
+    def _check_begun(self) -> None:
+        """A conversation a callback began during the call just made is
+        current, with every sample it yielded still buffered."""
+        if self._begun is None or self.closed:
+            return
+        cid, n = self._begun
+        self._begun = None
+        now = self.ctrl.get_current_conversation_id()
+        _check(now == cid, f"the conversation a callback began ({self._cid(cid)}) was lost: "
+                           f"current is {self._cid(now)!r}")
+        got = _stats_dict(self.ctrl.stats)["buffered_audio_ms"]
+        _check(abs(got - n * 1000.0 / self.sample_rate) < 1e-6,
+               f"the conversation a callback began has {got} ms buffered, not its {n} samples")
 
     def make(self) -> Any:
         cfg = self.cur.u8() if self.cur.data else 0
@@ -208,8 +298,12 @@ class Run:
                   on_first_frame=self._callback("first_frame"), on_playback_stall=self._callback("stall"))
         if cfg & 32:
             kw["max_frame_wait"] = 0.1
+        if cfg & 64:
+            r = self.cur.u8() if self.cur.pos < len(self.cur.data) else 0
+            self.reactions = {event: REACTIONS[event][(r >> (2 * i)) & 3]
+                              for i, event in enumerate(("idle", "unstall", "first_frame", "other"))}
         self.ctrl = self.cls(**kw)
-        self.trace.append(("config", cfg & 63))
+        self.trace.append(("config", cfg & 127, tuple(sorted((self.reactions or {}).items()))))
         return self.ctrl
 
     # ------------------------------------------------------------------
@@ -229,9 +323,15 @@ class Run:
         return _stats_dict(self.ctrl.stats)
 
     def _call(self, fn: Callable[[], Any], *, wrong_type: bool = False) -> tuple:
-        """Calls fn; returns ("ok", value) or ("err", exception)."""
+        """Calls fn; returns ("ok", value) or ("err", exception).  Checks
+        that what the callbacks did during the call stands."""
+        self._budget = MAX_REACTIONS
+        self._begun = None
         try:
-            return ("ok", fn())
+            res = ("ok", fn())
+            if self.check:
+                self._check_begun()
+            return res
         except self.errors.AvatarKitError as exc:
             return ("err", exc)
         except TypeError as exc:
@@ -291,7 +391,7 @@ class Run:
         if res[0] == "err" and self.prev_stats is not None and name in ("AUDIO", "RAMP", "BAD_TYPE"):
             _check(stats["buffered_audio_ms"] == self.prev_stats["buffered_audio_ms"],
                    f"{name} raised {type(res[1]).__name__} but buffered audio changed")
-        if name == "INTERRUPT":
+        if name == "INTERRUPT" and not self._began_any:
             _check(state == "IDLE" and cid is None, f"after interrupt: state {state}, id {cid!r}")
         self.prev_stats = stats
 
@@ -372,9 +472,10 @@ class Run:
             res = self._frame(name)
             self._after(name, res)
         elif name == "INTERRUPT":
+            self._began_any = False
             res = self._call(ctrl.interrupt)
             self._after(name, res)
-            if self.check and res[0] == "ok":
+            if self.check and res[0] == "ok" and not self._began_any:
                 out = ctrl.read_audio(160)
                 _check(not out.any(), "audio after interrupt")
                 self.trace.append(("post-interrupt-read", zlib.crc32(out.tobytes())))
@@ -473,7 +574,9 @@ class Run:
 def random_program(rng, n_ops: int = 200) -> bytes:
     """A plausible random call sequence in the byte format above (weighted so
     conversations start, play, stall, end and get interrupted)."""
-    out = bytearray([rng.randrange(64)])
+    out = bytearray([rng.randrange(128)])
+    if out[0] & 64:
+        out.append(rng.randrange(256))
     weights = {"AUDIO": 2, "RAMP": 14, "FRAMES_STOCK": 12, "FRAMES_RAW": 2, "FRAMES_NONE": 3, "READ": 8,
                "READ_INTO": 8, "FRAME": 4, "FRAME_INTO": 4, "INTERRUPT": 3, "PAUSE": 2, "RESUME": 3,
                "QUERY": 2, "BAD_TYPE": 1, "CLOSE": 0, "TICKS": 20}

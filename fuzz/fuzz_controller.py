@@ -1,11 +1,15 @@
 """Fuzz ``AvatarController`` with call sequences decoded from the fuzz bytes
 (format in ``controller_ops.py``): yields of random and mutated PCM and
-envelopes, reads of random sizes, interrupt, pause, resume, close, wrong types.
+envelopes, reads of random sizes, interrupt, pause, resume, close, wrong types,
+and callbacks that call back into the controller (yield the next utterance,
+interrupt, pause and resume, read the stats).
 
 Expected: no crash or hang; only our errors (``AvatarKitError``) and
 ``TypeError`` for wrong types; after every call the state, the conversation id
 and the counters are consistent (counters never go back, a refused call keeps
-nothing, interrupt leaves IDLE and silence, every call after close raises).
+nothing, interrupt leaves IDLE and silence, every call after close raises, a
+conversation begun by a callback is still current with all its audio after
+the call during which the callback ran).
 With the compiled engine built, each input also runs on the pure twin in
 lockstep (``--no-lockstep`` turns that off): both give the same trace, call
 for call (audio, keyframes, states, callbacks, counters).
@@ -38,7 +42,7 @@ def _engine(impl):
 def test_one_input(data: bytes) -> None:
     first = ops.Run(AvatarController, errors, data, full_trace=LOCKSTEP)
     trace = first.run(max_ops=2000)
-    if LOCKSTEP and first.ctrl._impl == "c":
+    if LOCKSTEP and first.ctrl.engine_kind == "c":
         twin = ops.Run(_engine("py"), errors, data).run(max_ops=2000)
         if trace != twin:
             i = next((i for i, (a, b) in enumerate(zip(trace, twin)) if a != b), min(len(trace), len(twin)))
@@ -70,7 +74,14 @@ def write_seeds(wire_seeds: dict, pcm: bytes) -> None:
     stale = bytes([17, O["RAMP"]]) + u16(1600) + b"\x01" + bytes([O["RAMP"]]) + u16(1600) + b"\x00" + bytes(
         [O["FRAMES_STOCK"], 1, 3, 1, O["FRAMES_RAW"], 1]) + u16(len(wire_seeds["anim-env0-1kf"])) + wire_seeds[
         "anim-env0-1kf"] + bytes([0, O["TICKS"], 20, O["BAD_TYPE"], 2, O["CLOSE"], 0xC1, O["READ"]]) + u16(10)
-    seeds = {"normal": normal, "audio-only": audio_only, "interrupted": interrupted, "stale-and-close": stale}
+    # The callbacks call back in (config bit 6; reactions: the end of a stall
+    # and the first frame yield the next utterance): the issue's case,
+    # where the read that ends a stall and the audio started one.
+    reentrant = bytes([1 | 64, 0x14, O["RAMP"]]) + u16(320) + b"\x00" + bytes([O["FRAMES_NONE"], 0, 0, O["READ"]]) \
+        + u16(480) + bytes([O["RAMP"]]) + u16(160) + b"\x01" + bytes([O["READ"]]) + u16(480) + bytes(
+        [O["QUERY"], O["FRAMES_STOCK"], 1, 3, 0, O["TICKS"], 30])
+    seeds = {"normal": normal, "audio-only": audio_only, "interrupted": interrupted, "stale-and-close": stale,
+             "reentrant": reentrant}
     for i in range(4):
         seeds[f"random-{i}"] = ops.random_program(random.Random(i), n_ops=25)
     save_seeds("controller", seeds)

@@ -53,10 +53,11 @@ def make(impl):
 
 def test_compiled_engine_is_used_when_built(impl):
     ctrl = AvatarController(_impl=impl.tag)
-    assert type(ctrl._engine).__module__ == f"avatarkit_fast._sync_{impl.tag}"
+    assert type(ctrl.playout_engine()).__module__ == f"avatarkit_fast._sync_{impl.tag}"
+    assert ctrl.engine_kind == impl.tag
     default = AvatarController()
     from avatarkit_fast._compat import NO_EXTENSIONS
-    assert type(default._engine).__module__.endswith("_py" if NO_EXTENSIONS else "_c")
+    assert type(default.playout_engine()).__module__.endswith("_py" if NO_EXTENSIONS else "_c")
 
 
 # conversation ids --------------------------------------------------------------------

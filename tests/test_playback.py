@@ -109,6 +109,31 @@ def test_virtual_clock_needs_a_sample_rate():
         VirtualClock(Ramp(), fps=0)
 
 
+@pytest.mark.parametrize("cls", [VirtualClock, SoundDevicePlayer])
+def test_a_rate_other_than_the_controllers_is_refused(impl, cls):
+    """A 16 kHz controller read at 48 kHz would play three times too fast
+    (1920 samples a 25 fps tick instead of 640): refused, naming both."""
+    from avatarkit_fast import AvatarController
+
+    ctrl = AvatarController(sample_rate=16000, _impl=impl.tag)
+    with pytest.raises(ValueError, match=r"48000 Hz differs from the controller's 16000 Hz"):
+        cls(ctrl, sample_rate=48000)
+    assert cls(ctrl, sample_rate=16000).sample_rate == 16000  # the same rate is fine
+    assert cls(ctrl).sample_rate == 16000
+    with pytest.raises(TypeError):
+        cls(ctrl, sample_rate="16000")
+    with pytest.raises(ValueError, match="positive"):
+        cls(Ramp(sample_rate=16000), sample_rate=0)
+
+
+def test_virtual_clock_reads_at_the_controllers_rate(impl):
+    from avatarkit_fast import AvatarController
+
+    ctrl = AvatarController(sample_rate=16000, _impl=impl.tag)
+    clock = VirtualClock(ctrl, fps=25)
+    assert [clock.chunk_size(i) for i in range(3)] == [640, 640, 640]
+
+
 # -- the sound-device player with its callback driven directly -----------------
 
 

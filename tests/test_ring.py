@@ -297,6 +297,37 @@ def test_blend_and_idle(impl):
         s.set_idle(np.zeros(7))
 
 
+def _blend_reference(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """The twin's arithmetic: three float32 operations, each rounded."""
+    d = np.subtract(b, a, dtype=np.float32)
+    d *= np.float32(t)
+    d += a
+    return d
+
+
+def test_blend_is_bit_identical_to_separate_roundings(impl):
+    """Keyframe values and fractions for which a fused multiply-add (one
+    rounding) gives other bits than a multiply then an add: both twins must
+    give the separately rounded result, bit for bit."""
+    rng = np.random.default_rng(11)
+    s = impl.ring.KeyframeStore(64)
+    frames = (rng.standard_normal((40, 120)) * rng.choice([1e-3, 1.0, 1e3], (40, 1))).astype(np.float32)
+    _add(s, frames)
+    out = np.zeros(120, np.float32)
+    fused_differs = 0
+    for i in range(39):
+        for t in (1 / 3, 0.1, 0.7, 1 / 640, 639 / 640, float(rng.random())):
+            s.blend_into(out, i, t)
+            want = _blend_reference(frames[i], frames[i + 1], t)
+            assert out.view(np.uint32).tolist() == want.view(np.uint32).tolist(), (i, t)
+            # what an FMA would give: the product and sum rounded once, in double
+            tf = np.float64(np.float32(t))
+            fused = (frames[i].astype(np.float64)
+                     + (frames[i + 1] - frames[i]).astype(np.float64) * tf).astype(np.float32)
+            fused_differs += int((fused != want).any())
+    assert fused_differs > 0, "the inputs must tell a fused blend from a rounded one"
+
+
 @pytest.mark.parametrize(
     "bad, exc",
     [

@@ -184,3 +184,68 @@ def test_engines_agree_on_a_scripted_run():
         log.append(tuple(r.events))
         logs.append(log)
     assert logs[0] == logs[1]
+
+
+# -- events: queued during a call, delivered once its state is settled ---------
+
+
+def test_events_are_delivered_after_the_state_is_settled(impl):
+    """At each event the engine already is in its final state for the call:
+    the read that ends the audio has stopped the conversation before the
+    first-frame and stall-end events are delivered; the first-frame event
+    names its conversation."""
+    S = impl.sync
+    seen = []
+    r = Rig(impl)  # its rings; the engine is made here with its own notify
+    e = r.e = impl.sync.SyncEngine(r.pcm, r.kf, 16000, 25, False, False, 16000,
+                                   lambda k, a: seen.append((k, a, e.active, e.state)))
+    e.begin("c1", np.ones(320, np.int16).tobytes(), True)
+    assert seen == [(S.EV_STATE, S.PLAYING, True, S.PLAYING)]
+    assert r.pcm.available == 320, "the first audio is in before the start is told"
+    e.add_frames(_frames(2), True)
+    seen.clear()
+    k, _ = r.read(480)
+    assert k == 320
+    assert seen == [(S.EV_FIRST_FRAME, "c1", False, S.IDLE), (S.EV_STATE, S.IDLE, False, S.IDLE)]
+
+
+def test_a_call_from_notify_is_queued_not_nested(impl):
+    """notify calls back in: the nested call's events are delivered after
+    the current one returns, in order, by the loop already running."""
+    S = impl.sync
+    log = []
+    depth = [0]
+
+    def notify(kind, arg):
+        log.append(("in", kind, arg, depth[0]))
+        depth[0] += 1
+        if (kind, arg) == (S.EV_STATE, S.PLAYING) and e.conversation == 1:
+            e.interrupt()  # queues IDLE
+            e.begin("c2", b"\1\0" * 10)  # queues PLAYING
+            assert e.conversation_id == "c2" and e.state == S.PLAYING
+        depth[0] -= 1
+
+    r = Rig(impl)
+    e = impl.sync.SyncEngine(r.pcm, r.kf, 16000, 25, False, False, 0, notify)
+    e.begin("c1", b"\1\0" * 10)
+    assert log == [("in", S.EV_STATE, S.PLAYING, 0), ("in", S.EV_STATE, S.IDLE, 0),
+                   ("in", S.EV_STATE, S.PLAYING, 0)]
+    assert e.conversation_id == "c2" and r.pcm.available == 10
+
+
+def test_close_from_notify_drops_the_undelivered_events(impl):
+    """A conversation cut off by the next queues IDLE then PLAYING; notify
+    closes at the IDLE: the PLAYING is not delivered (nothing is open)."""
+    S = impl.sync
+    log = []
+
+    def notify(kind, arg):
+        log.append((kind, arg))
+        if len(log) > 1:
+            e.close()
+
+    r = Rig(impl)
+    e = impl.sync.SyncEngine(r.pcm, r.kf, 16000, 25, False, False, 0, notify)
+    e.begin("c1", b"\1\0" * 10)
+    e.begin("c2", b"\1\0" * 10)
+    assert log == [(S.EV_STATE, S.PLAYING), (S.EV_STATE, S.IDLE)] and e.closed

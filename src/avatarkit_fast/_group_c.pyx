@@ -16,6 +16,7 @@ from cpython.ref cimport PyObject
 
 from avatarkit_fast._ring_c cimport KeyframeStore, PcmRing
 from avatarkit_fast._sync_c cimport SyncEngine
+from avatarkit_fast.errors import ClosedError
 
 cdef extern from *:
     """
@@ -50,8 +51,8 @@ cdef inline void _prefetch_engine(PyObject* e) noexcept:
 
 cdef inline void _prefetch_parts(PyObject* e, PyObject* a, PyObject* f) noexcept:
     cdef SyncEngine eng = <SyncEngine>e
-    cdef char* p = <char*><PyObject*>eng._pcm
-    cdef char* k = <char*><PyObject*>eng._kf
+    cdef char* p = <char*>eng.batch_pcm()
+    cdef char* k = <char*>eng.batch_frames()
     AKF_PREFETCHW(p)
     AKF_PREFETCHW(p + 64)
     AKF_PREFETCHW(p + 128)
@@ -64,33 +65,28 @@ cdef inline void _prefetch_parts(PyObject* e, PyObject* a, PyObject* f) noexcept
 
 cdef inline void _prefetch_data(PyObject* e) noexcept:
     cdef SyncEngine eng = <SyncEngine>e
-    cdef PcmRing pcm = eng._pcm
-    cdef KeyframeStore kf = eng._kf
-    cdef long long row
-    cdef const char* a
-    if pcm.available > 0:
+    cdef PcmRing pcm = <PcmRing>eng.batch_pcm()
+    cdef KeyframeStore kf = <KeyframeStore>eng.batch_frames()
+    cdef const char* a = pcm.next_read()
+    cdef const float* row
+    if a != NULL:
         # the 10 ms read: 320 bytes at 16 kHz (more at higher rates: the
         # hardware prefetcher follows on)
-        a = <const char*>(pcm._buf + pcm._head)
         AKF_PREFETCH(a)
         AKF_PREFETCH(a + 64)
         AKF_PREFETCH(a + 128)
         AKF_PREFETCH(a + 192)
         AKF_PREFETCH(a + 256)
         AKF_PREFETCH(a + 319)
-    if kf._count > 0:
-        row = eng.played * eng.fps // eng.sample_rate - kf._first
-        if row >= kf._count:
-            row = kf._count - 1
-        if row >= 0:
-            row = (kf._start + row) * 120
-            AKF_PREFETCH(kf._data + row)
-            AKF_PREFETCH(kf._data + row + 16)
-            AKF_PREFETCH(kf._data + row + 32)
-            AKF_PREFETCH(kf._data + row + 48)
-            AKF_PREFETCH(kf._data + row + 64)
-            AKF_PREFETCH(kf._data + row + 80)
-            AKF_PREFETCH(kf._data + row + 104)
+    row = kf.frame_near(eng.batch_frame_index())
+    if row != NULL:
+        AKF_PREFETCH(row)
+        AKF_PREFETCH(row + 16)
+        AKF_PREFETCH(row + 32)
+        AKF_PREFETCH(row + 48)
+        AKF_PREFETCH(row + 64)
+        AKF_PREFETCH(row + 80)
+        AKF_PREFETCH(row + 104)
 
 
 @cython.final
@@ -105,6 +101,10 @@ cdef class Batch:
         for t in targets:
             if type(t) is not SyncEngine:
                 raise TypeError(f"expected compiled sync engines, got {type(t).__name__}")
+            # An engine's parts, once given by __init__, are never taken
+            # away (close keeps them), so checking here covers every tick.
+            if not (<SyncEngine>t).batchable():
+                raise ClosedError("a SyncEngine used before __init__ cannot be batched")
         self._targets = targets
 
     def __len__(self):

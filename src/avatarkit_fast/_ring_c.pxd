@@ -31,6 +31,13 @@ cdef class PcmRing:
     cpdef clear(self)
     cpdef bint drop_carry(self) except -1
 
+    # For the batched tick (_group_c), which prefetches what the next read
+    # copies: its first byte, NULL when nothing is buffered.
+    cdef inline const char* next_read(self) noexcept:
+        if self.available > 0:
+            return <const char*>(self._buf + self._head)
+        return NULL
+
 
 @cython.final
 cdef class KeyframeStore:
@@ -62,3 +69,14 @@ cdef class KeyframeStore:
     cpdef copy_into(self, object out, long long index)
     cpdef blend_into(self, object out, long long index, float t)
     cpdef idle_into(self, object out)
+
+    # For the batched tick (_group_c), which prefetches the keyframe a frame
+    # copy will read: keyframe ``index`` (the last held one past the end),
+    # NULL when none is held or ``index`` is before the first held.
+    cdef inline const float* frame_near(self, long long index) noexcept:
+        cdef long long row = index - self._first
+        if self._count <= 0 or row < 0:
+            return NULL
+        if row >= self._count:
+            row = self._count - 1
+        return self._data + (self._start + row) * 120

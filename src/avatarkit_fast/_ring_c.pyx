@@ -28,6 +28,29 @@ from cpython.buffer cimport (
 cdef extern from "Python.h":
     void* PyMem_Calloc(size_t nelem, size_t elsize)
 
+cdef extern from *:
+    """
+    /* The linear blend, a + (b - a) * t in float32, rounded after each
+       operation exactly as the pure twin's numpy steps are.  A compiler may
+       fuse the multiply and the add into one FMA (one rounding: different
+       bits); setup.py forbids that (-ffp-contract=off, /fp:precise), and the
+       code does not rely on the flags: the product is stored to a volatile,
+       so it is rounded to float before the add whatever the compiler or its
+       flags (the standard makes a volatile access observable).  Clang also
+       honours the pragma. */
+    #if defined(__clang__)
+    #pragma STDC FP_CONTRACT OFF
+    #endif
+    static void akf_blend(float *dst, const float *a, const float *b, float t, Py_ssize_t n) {
+        Py_ssize_t i;
+        for (i = 0; i < n; i++) {
+            volatile float p = (b[i] - a[i]) * t;
+            dst[i] = a[i] + p;
+        }
+    }
+    """
+    void akf_blend(float* dst, const float* a, const float* b, float t, Py_ssize_t n) noexcept nogil
+
 from cpython.pythread cimport (
     NOWAIT_LOCK,
     WAIT_LOCK,
@@ -528,9 +551,7 @@ cdef class KeyframeStore:
         cdef float* dst = self._out_ptr(out)
         cdef const float* a = self._row(index)
         cdef const float* b = self._row(index + 1)
-        cdef Py_ssize_t i
-        for i in range(_KF):
-            dst[i] = a[i] + (b[i] - a[i]) * t
+        akf_blend(dst, a, b, t, _KF)  # bit-identical to the twin (see akf_blend)
 
     cpdef idle_into(self, object out):
         cdef float* dst = self._out_ptr(out)

@@ -1,5 +1,6 @@
 # C types for _sync_py.py compiled as _sync_c (the same source; _sync_c.py links to it).
 cimport cython
+from cpython.ref cimport PyObject
 from avatarkit_fast._ring_c cimport KeyframeStore, PcmRing
 
 
@@ -13,6 +14,7 @@ cdef class SyncEngine:
     cdef readonly int sample_rate
     cdef readonly int fps
     cdef readonly bint closed
+    cdef bint _open  # initialised and not closed: zero (not open) until __init__
     cdef readonly bint active
     cdef readonly bint paused
     cdef readonly bint started
@@ -31,6 +33,8 @@ cdef class SyncEngine:
     cdef readonly long long max_wait_samples
     cdef object _notify
     cdef object _fallback
+    cdef list _events  # (kind, arg) queued until the call's state is settled
+    cdef bint _draining
     cdef readonly long long conversation
     cdef readonly long long frames_received
     cdef readonly long long frames_dropped_stale
@@ -41,6 +45,8 @@ cdef class SyncEngine:
     cdef readonly long long server_errors
 
     cpdef check_open(self)
+    cdef _raise_not_open(self)
+    cdef int _check_made(self) except -1
     cpdef bint accepting(self) except -1
     @cython.locals(n=Py_ssize_t)
     cpdef Py_ssize_t push_audio(self, object data, bint end) except -2
@@ -57,3 +63,19 @@ cdef class SyncEngine:
     @cython.locals(was_stalled=bint, old_state=int)
     cdef _stop(self, bint notify)
     cdef _emit(self, int kind, object arg)
+    cdef _deliver(self)
+
+    # The interface of the batched tick (_group_c), declared for it: whether
+    # the engine was initialised (its parts exist), its parts as bare
+    # pointers to prefetch, and the keyframe index of the audio position.
+    cdef inline bint batchable(self) noexcept:
+        return self._pcm is not None and self._kf is not None and self.sample_rate > 0
+
+    cdef inline PyObject* batch_pcm(self) noexcept:  # borrowed
+        return <PyObject*>self._pcm
+
+    cdef inline PyObject* batch_frames(self) noexcept:  # borrowed
+        return <PyObject*>self._kf
+
+    cdef inline long long batch_frame_index(self) noexcept:
+        return self.played * self.fps // self.sample_rate

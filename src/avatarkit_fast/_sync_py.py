@@ -27,8 +27,19 @@ Rules where the product description leaves room (documented in the README):
 
 Threading: the compiled engine runs each method holding the GIL, so each call
 is atomic; the pure-Python engine relies on its caller (the controller) to
-serialise calls.  Events go to ``notify(kind, arg)`` at the end of a call,
-after the state is consistent.
+serialise calls.
+
+Events: a call that changes state queues its events and, once that state is
+settled (the conversation that ended is stopped, the one begun has its
+audio), delivers them to ``notify(kind, arg)`` one at a time, in the order of
+the changes.  ``notify`` may call back into the engine: the events of such a
+nested call (or of a call on another thread while ``notify`` runs without the
+GIL) are queued behind the ones not yet delivered and delivered by the loop
+already running, so none is lost, none overtakes another, and the stack does
+not grow with each event.
+
+An engine made without ``__init__`` (``SyncEngine.__new__(SyncEngine)``) is
+not open: every call raises :class:`ClosedError` saying so.
 """
 
 from __future__ import annotations
@@ -51,7 +62,9 @@ PAUSED = 2
 
 EV_STATE = 1  # arg: new state (int)
 EV_STALL = 2  # arg: True when a stall begins, False when it ends
-EV_FIRST_FRAME = 3  # arg: None; the conversation's first keyframe is current
+EV_FIRST_FRAME = 3  # arg: the conversation id; its first keyframe is current
+
+_NOT_INITIALISED = "SyncEngine used before __init__: it is not open"
 
 
 def _as_bool(value):
@@ -78,10 +91,14 @@ class SyncEngine:
         notify,
         fallback=None,
     ) -> None:
+        if pcm is None or frames is None:
+            raise TypeError("a SyncEngine needs a PcmRing and a KeyframeStore, got None")
         if sample_rate <= 0 or fps <= 0:
             raise ValueError("sample_rate and fps must be positive")
         if max_wait_samples < 0:
             raise ValueError("max_wait_samples must be >= 0")
+        self._events = []
+        self._draining = False
         self._pcm = pcm
         self._kf = frames
         self.sample_rate = sample_rate
@@ -94,6 +111,7 @@ class SyncEngine:
         self.conversation_id = None
         self.state = IDLE
         self.closed = False
+        self._open = False  # until the end of __init__
         self._reset()  # the per-conversation fields
         self.conversation = 0
         # counters (never reset)
@@ -107,20 +125,35 @@ class SyncEngine:
         self.conversations = 0
         self.interrupts = 0
         self.server_errors = 0
+        self._open = True
 
     # -- producer side -------------------------------------------------
 
     def check_open(self):
+        if not self._open:
+            self._raise_not_open()
+
+    def _check_made(self):
+        # The queries that stay readable after close() need the parts that
+        # __init__ gives (a partial __init__ may have given some).
+        if self._pcm is None or self._kf is None or self.sample_rate <= 0 or not (self._open or self.closed):
+            self._raise_not_open()
+        return 0
+
+    def _raise_not_open(self):
         if self.closed:
             raise ClosedError("the controller is closed")
+        raise ClosedError(_NOT_INITIALISED)
 
     def accepting(self):
         """True while audio continues the current conversation (it has not
         been ended); otherwise the next audio starts a new one."""
-        return self.active and not self.audio_ended and not self.closed
+        return self.active and not self.audio_ended and self._open
 
-    def begin(self, conversation_id=None) -> None:
-        """Start a new conversation; an active one is cut off (an interrupt)."""
+    def begin(self, conversation_id=None, data=None, end=False) -> None:
+        """Start a new conversation, with ``data`` (PCM bytes, see
+        :meth:`push_audio`) as its first audio if given; an active one is cut
+        off (an interrupt).  The events are delivered once the audio is in."""
         self.check_open()
         was_stalled = self.stalled
         old_state = self.state
@@ -139,6 +172,11 @@ class SyncEngine:
         if old_state != IDLE:
             self._emit(EV_STATE, IDLE)
         self._emit(EV_STATE, PLAYING)
+        try:
+            if data is not None:  # (the controller checked it: it fits)
+                self.push_audio(data, end)
+        finally:
+            self._deliver()  # the start happened: it is told even if the data was refused
 
     def yield_audio(self, pcm, end=False):
         """The controller's ``yield_audio_data``: continue the current
@@ -155,8 +193,8 @@ class SyncEngine:
         stored, or -1 (storing nothing) when no conversation takes audio (none
         begun, or its end was given): then :meth:`begin` one.  ``end`` marks the
         conversation's last audio (a dangling half sample is then dropped)."""
-        if self.closed:
-            raise ClosedError("the controller is closed")
+        if not self._open:
+            self._raise_not_open()
         if not self.active or self.audio_ended:
             return -1
         n = self._pcm.write(data)
@@ -216,6 +254,7 @@ class SyncEngine:
             return False
         self.interrupts += 1
         self._stop(True)
+        self._deliver()
         return True
 
     def pause(self) -> None:
@@ -224,6 +263,7 @@ class SyncEngine:
             self.paused = True
             self.state = PAUSED
             self._emit(EV_STATE, PAUSED)
+            self._deliver()
 
     def resume(self) -> None:
         self.check_open()
@@ -231,21 +271,28 @@ class SyncEngine:
             self.paused = False
             self.state = PLAYING
             self._emit(EV_STATE, PLAYING)
+            self._deliver()
 
     def close(self) -> None:
-        """Drop everything; every later call raises ClosedError."""
+        """Drop everything; every later call raises ClosedError.  Events
+        queued and not yet delivered (by a callback that closes) are dropped."""
         if self.closed:
+            return
+        if not self._open:  # never (wholly) initialised: nothing to drop
+            self.closed = True
             return
         self._stop(False)
         self.closed = True
+        self._open = False
+        del self._events[:]
 
     # -- consumer side -------------------------------------------------
 
     def read_audio_into(self, buf):
         """Fill ``buf`` (int16) with the next samples, silence where there is
         no conversation audio to play; returns the conversation samples in it."""
-        if self.closed:
-            raise ClosedError("the controller is closed")
+        if not self._open:
+            self._raise_not_open()
         if not self.active or self.paused:
             self._pcm.read_into(buf, 0)
             return 0
@@ -291,13 +338,15 @@ class SyncEngine:
             self._first_sent = True
             first = True
         if first:
-            self._emit(EV_FIRST_FRAME, None)
+            self._emit(EV_FIRST_FRAME, self.conversation_id)
         if unstall:
             self._emit(EV_STALL, False)
         if stall:
             self._emit(EV_STALL, True)
         if finished:
             self._stop(True)
+        if self._events:  # (no work on a tick without events)
+            self._deliver()
         return k
 
     def current_frame_into(self, buf):
@@ -306,8 +355,8 @@ class SyncEngine:
         next at the fractional part when ``linear``; the last keyframe while
         animation is late; the idle frame while the conversation has no
         keyframe (none yet, audio-only) and outside a conversation."""
-        if self.closed:
-            raise ClosedError("the controller is closed")
+        if not self._open:
+            self._raise_not_open()
         total = self._kf.total
         if total == 0 or self.audio_only:
             self._kf.idle_into(buf)
@@ -328,6 +377,7 @@ class SyncEngine:
 
     def frame_index(self) -> int:
         """Index of the keyframe the audio position calls for."""
+        self._check_made()
         return self.played * self.fps // self.sample_rate
 
     def audio_time(self) -> float:
@@ -343,6 +393,8 @@ class SyncEngine:
         return b if b > 0 else 0
 
     def stats(self) -> dict:
+        """The counters (readable after close, not before ``__init__``)."""
+        self._check_made()
         return {
             "state": self.state,
             "buffered_audio_ms": self._pcm.available * 1000.0 / self.sample_rate,
@@ -387,5 +439,37 @@ class SyncEngine:
                 self._emit(EV_STATE, IDLE)
 
     def _emit(self, kind, arg):
+        # Queued only: delivered by _deliver once the call's state is settled.
         if self._notify is not None:
-            self._notify(kind, arg)
+            self._events.append((kind, arg))
+
+    def _deliver(self):
+        """Hand the queued events to ``notify`` in order.  A call made from
+        ``notify`` (or from another thread meanwhile) only queues: the loop
+        already running delivers its events after the ones before them."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._events:
+                kind, arg = self._events.pop(0)
+                self._notify(kind, arg)
+        finally:
+            self._draining = False
+
+
+def _not_open_by_default():
+    # A pure engine made without __init__ behaves as the compiled one, whose
+    # fields the type zeroes: not open, no parts, no counts.  (The compiled
+    # type refuses new class attributes: nothing to do there.)
+    defaults = {"_open": False, "closed": False, "active": False, "audio_ended": False,
+                "_pcm": None, "_kf": None, "sample_rate": 0, "frames_dropped_stale": 0,
+                "frames_ignored": 0, "server_errors": 0}
+    try:
+        for name, value in defaults.items():
+            setattr(SyncEngine, name, value)
+    except (AttributeError, TypeError):
+        pass
+
+
+_not_open_by_default()

@@ -27,6 +27,14 @@ Choices where the product description is silent:
   ``AvatarKitError`` whose ``__cause__`` is the original exception when a user
   callback raised.  Callbacks run on the thread whose call caused the event (the
   consumer thread for end, stall and first frame): keep them short.
+* Callbacks run once the call that caused them has settled its state (the
+  conversation that ended is stopped, the new one holds its first audio), so
+  a callback may call back into the controller (yield the next utterance,
+  interrupt, pause, read the stats) and what it does stands.  Events come one
+  at a time in the order of the changes: those caused by a call made from a
+  callback, or by another thread while a callback runs, are delivered after
+  the callback returns, by the call already delivering (so possibly on its
+  thread), never nested and never lost.
 * ``on_first_frame(conversation_id)`` fires once per conversation, at the first
   read at which a keyframe of it is current.
 * ``pause()`` with no conversation in progress does nothing; a new conversation
@@ -43,7 +51,6 @@ Choices where the product description is silent:
 from __future__ import annotations
 
 import enum
-import importlib
 import logging
 import math
 import threading
@@ -52,8 +59,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from . import wire
-from ._compat import NO_EXTENSIONS
+from . import ring, sync, wire
 from .errors import AvatarKitError, BufferFull, ClosedError, DecodeError, ServerError
 
 __all__ = [
@@ -114,24 +120,13 @@ class ControllerStats(dict):
 
 
 def _modules(impl: Optional[str]):
-    if impl is None:
-        tag = "py" if NO_EXTENSIONS else "c"
-    elif impl in ("c", "py"):
-        tag = impl
-    else:
+    """(tag, ring module, sync module) of one implementation, chosen as
+    :func:`avatarkit_fast._compat.load_twin` chooses."""
+    if impl is not None and impl not in ("c", "py"):
         raise ValueError(f"_impl must be 'c', 'py' or None, got {impl!r}")
-    if tag == "c":
-        try:
-            return tag, importlib.import_module("avatarkit_fast._ring_c"), importlib.import_module(
-                "avatarkit_fast._sync_c"
-            )
-        except ImportError:
-            if impl == "c":
-                raise
-            tag = "py"  # pragma: no cover - source tree without a build
-    return tag, importlib.import_module("avatarkit_fast._ring_py"), importlib.import_module(
-        "avatarkit_fast._sync_py"
-    )
+    sync_mod = sync.module(impl)
+    tag = "c" if sync_mod.__name__.endswith("_c") else "py"
+    return tag, ring.module(tag), sync_mod
 
 
 def _check_callback(name: str, cb: Any) -> Any:
@@ -219,14 +214,14 @@ class AvatarController:
         self.max_frame_wait = float(max_frame_wait)
         self.max_buffer_seconds = float(max_buffer_seconds)
 
-        tag, ring, sync = _modules(_impl)
+        tag, ring_mod, sync_mod = _modules(_impl)
         self._impl = tag
-        self._pcm = ring.PcmRing(max(1, int(round(max_buffer_seconds * sample_rate))))
+        self._pcm = ring_mod.PcmRing(max(1, int(round(max_buffer_seconds * sample_rate))))
         # Unplayed keyframes for the same span, plus the current and next one.
-        self._frames = ring.KeyframeStore(int(math.ceil(max_buffer_seconds * fps)) + 2)
+        self._frames = ring_mod.KeyframeStore(int(math.ceil(max_buffer_seconds * fps)) + 2)
         if idle_frame is not None:
             self._frames.set_idle(idle_frame)
-        self._engine = sync.SyncEngine(
+        self._engine = sync_mod.SyncEngine(
             self._pcm,
             self._frames,
             self.sample_rate,
@@ -285,8 +280,9 @@ class AvatarController:
                     f"{nbytes // 2} samples exceed the audio cap of {self._pcm.max_samples}"
                 )
             cid = uuid.uuid4().hex
-            engine.begin(cid)
-            engine.push_audio(pcm, end)
+            # One engine call: the events of the start are delivered with its
+            # audio already in, so a callback sees (and may act on) both.
+            engine.begin(cid, pcm, end)
             return cid
 
     def yield_frames_data(self, envelopes: Any, conversation_id: Optional[str]) -> bool:
@@ -475,6 +471,19 @@ class AvatarController:
         return bool(self._engine.closed)
 
     @property
+    def engine_kind(self) -> str:
+        """``"c"`` (the compiled engine) or ``"py"`` (its pure-Python twin)."""
+        return self._impl
+
+    def playout_engine(self) -> Any:
+        """The sync engine this controller's playout calls go to (a
+        ``_sync_c.SyncEngine`` when :attr:`engine_kind` is ``"c"``), for
+        :class:`~avatarkit_fast.group.SessionGroup` to tick many controllers
+        in one C loop.  Its ``read_audio_into`` and ``current_frame_into``
+        are this controller's; call nothing else on it."""
+        return self._engine
+
+    @property
     def stats(self) -> ControllerStats:
         """A snapshot of the counters (see :class:`ControllerStats`)."""
         with self._lock:
@@ -498,7 +507,9 @@ class AvatarController:
         elif kind == _EV_STALL:
             cb, args, name = self._on_stall, (bool(arg),), "on_playback_stall"
         elif kind == _EV_FIRST_FRAME:
-            cb, args, name = self._on_first_frame, (self._engine.conversation_id,), "on_first_frame"
+            # arg: the id of the conversation whose frame it was (delivery
+            # comes after the read, which may have ended that conversation)
+            cb, args, name = self._on_first_frame, (arg,), "on_first_frame"
         else:  # pragma: no cover
             return
         if cb is None:

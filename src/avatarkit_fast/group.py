@@ -12,11 +12,11 @@ changes.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Iterable
 
 import numpy as np
 
+from ._compat import load_twin
 from .controller import KEYFRAME_FLOATS, AvatarController
 
 __all__ = ["SessionGroup"]
@@ -52,7 +52,7 @@ class SessionGroup:
         for c in ctrls:
             if not isinstance(c, AvatarController):
                 raise TypeError(f"expected AvatarController, got {type(c).__name__}")
-        kinds = {(c._impl, c.sample_rate, c.fps) for c in ctrls}
+        kinds = {(c.engine_kind, c.sample_rate, c.fps) for c in ctrls}
         if len(kinds) > 1:
             raise ValueError(
                 "the controllers of a group share one engine kind, sample rate and fps; got "
@@ -61,11 +61,11 @@ class SessionGroup:
         self._controllers = ctrls
         impl, self.sample_rate, self.fps = kinds.pop() if kinds else ("py", None, None)
         self._impl = impl
-        batch = importlib.import_module(f"avatarkit_fast._group_{impl}").Batch
+        batch = load_twin("group", impl).Batch
         # The compiled batch calls the engines' C methods (what the compiled
         # controller's playout methods are bound to); the pure one goes
         # through the controllers, whose locks serialise the pure engine.
-        self._batch = batch([c._engine for c in ctrls] if impl == "c" else ctrls)
+        self._batch = batch([c.playout_engine() for c in ctrls] if impl == "c" else ctrls)
         self._audio: Any = None
         self._frames: Any = None
         self._audio_rows: list = []

@@ -55,10 +55,25 @@ class Tick(NamedTuple):
 
 
 def _controller_rate(controller: Any, sample_rate: Optional[int]) -> int:
+    """The rate the controller's audio is read at: the controller's own.
+    ``sample_rate`` is for a playout object without a ``sample_rate``
+    attribute; given for one that has it, it must be the same (nothing here
+    resamples: a different rate would play the audio too fast or too slow),
+    else ValueError naming both."""
+    own = getattr(controller, "sample_rate", None)
     if sample_rate is None:
-        sample_rate = getattr(controller, "sample_rate", None)
+        sample_rate = own
     if sample_rate is None:
         raise TypeError("sample_rate is needed: the controller has no sample_rate attribute")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+        raise TypeError(f"sample_rate must be an int, got {type(sample_rate).__name__}")
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if own is not None and int(own) != int(sample_rate):
+        raise ValueError(
+            f"sample_rate {int(sample_rate)} Hz differs from the controller's {int(own)} Hz: "
+            "the audio is not resampled, so the rates must agree"
+        )
     return int(sample_rate)
 
 
@@ -72,6 +87,10 @@ class VirtualClock:
     clock catches up and counts it in :attr:`late_steps`); otherwise they run as
     fast as the caller iterates.  Iterating yields ticks until :meth:`stop` or
     ``duration`` seconds of clock time.
+
+    ``sample_rate`` is the controller's (for a playout object without a
+    ``sample_rate`` attribute, give it); a different one is a ValueError, as
+    nothing resamples the audio.
     """
 
     def __init__(
@@ -206,6 +225,9 @@ class SoundDevicePlayer:
     An exception from it is stashed (see :attr:`errors`), passed to
     ``on_error`` (or logged) from a reporter thread, and that block plays as
     silence.  Device underflows are counted in :attr:`underflows`.
+
+    The device runs at the controller's ``sample_rate``; a different
+    ``sample_rate`` is a ValueError (nothing resamples the audio).
 
     Raises :class:`~avatarkit_fast.errors.AudioDeviceError` when PortAudio or an
     output device is missing; write to files instead (``avatarkit-fast demo

@@ -2,23 +2,29 @@
 
 ``_sync_py`` is written once; ``_sync_c`` is the same source compiled against
 ``_sync_c.pxd``.  The compiled one is used when it was built (and
-``AVATARKIT_NO_EXTENSIONS`` is unset).
+``AVATARKIT_NO_EXTENSIONS`` is unset; :func:`avatarkit_fast._compat.load_twin`
+chooses).  :func:`module` gives either one by name, for the controller's
+engine choice.
 """
 
-from ._compat import NO_EXTENSIONS
+from types import ModuleType
+from typing import Optional
 
-if NO_EXTENSIONS:  # pragma: no cover - exercised by the no-extensions CI run
-    from ._sync_py import (
-        EV_FIRST_FRAME, EV_STALL, EV_STATE, IDLE, PAUSED, PLAYING, SyncEngine,
-    )
-else:
-    try:
-        from ._sync_c import (
-            EV_FIRST_FRAME, EV_STALL, EV_STATE, IDLE, PAUSED, PLAYING, SyncEngine,
-        )
-    except ImportError:  # pragma: no cover - source tree without a build
-        from ._sync_py import (
-            EV_FIRST_FRAME, EV_STALL, EV_STATE, IDLE, PAUSED, PLAYING, SyncEngine,
-        )
+from ._compat import load_twin
 
-__all__ = ["EV_FIRST_FRAME", "EV_STALL", "EV_STATE", "IDLE", "PAUSED", "PLAYING", "SyncEngine"]
+
+def module(impl: Optional[str] = None) -> ModuleType:
+    """``_sync_c`` or ``_sync_py`` (``impl`` as for ``load_twin``)."""
+    return load_twin("sync", impl)
+
+
+_impl = module()
+EV_FIRST_FRAME = _impl.EV_FIRST_FRAME
+EV_STALL = _impl.EV_STALL
+EV_STATE = _impl.EV_STATE
+IDLE = _impl.IDLE
+PAUSED = _impl.PAUSED
+PLAYING = _impl.PLAYING
+SyncEngine = _impl.SyncEngine
+
+__all__ = ["EV_FIRST_FRAME", "EV_STALL", "EV_STATE", "IDLE", "PAUSED", "PLAYING", "SyncEngine", "module"]

@@ -3,18 +3,13 @@ arrays, without the ``protobuf`` package.
 
 The compiled ``_wire_c`` is used when it was built (and
 ``AVATARKIT_NO_EXTENSIONS`` is unset); ``_wire_py`` is its pure-Python twin
-with the same behaviour.  See ``_wire_py`` for the accepted encodings.
+with the same behaviour (:func:`avatarkit_fast._compat.load_twin` chooses).
+See ``_wire_py`` for the accepted encodings.
 """
 
-from ._compat import NO_EXTENSIONS
+from ._compat import load_twin
 
-if NO_EXTENSIONS:  # pragma: no cover - exercised by the no-extensions CI run
-    from ._wire_py import *  # noqa: F401,F403
-    from ._wire_py import __all__
-else:
-    try:
-        from ._wire_c import *  # noqa: F401,F403
-        from ._wire_c import __all__
-    except ImportError:  # pragma: no cover - source tree without a build
-        from ._wire_py import *  # noqa: F401,F403
-        from ._wire_py import __all__
+_impl = load_twin("wire")
+__all__ = list(_impl.__all__)
+globals().update({name: getattr(_impl, name) for name in __all__})
+del load_twin
