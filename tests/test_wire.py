@@ -3,6 +3,8 @@ test runs on the compiled codec and its pure twin (``impl.wire``)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -125,7 +127,8 @@ def test_unpacked_mixed_and_reordered_flames(impl):
 
 def test_absent_flame_fields_are_zeros(impl):
     a = row(3)
-    m = impl.wire.decode_animation(envelope(flame(a, skip=(2, 7)), b""))
+    # a keyframe with no fields decodes to 480 bytes from 2: past the default ratio
+    m = impl.wire.decode_animation(envelope(flame(a, skip=(2, 7)), b""), max_ratio=math.inf)
     expected = a.copy()
     expected[3:6] = 0
     expected[20:] = 0
@@ -328,11 +331,14 @@ def test_max_frames_cap(impl, recording):
             fn(env, max_frames=99)
     with pytest.raises(ValueError):
         impl.wire.decode_animation(env, max_frames=-1)
-    # empty keyframes are 2 bytes each: the cap is what bounds the output
+    # empty keyframes are 2 bytes each: with no ratio limit the cap bounds the output
     many = envelope(*[b""] * 1000)
-    assert impl.wire.count_keyframes(many) == 1000
-    with pytest.raises(DecodeError):
-        impl.wire.decode_animation(many, max_frames=999)
+    assert impl.wire.count_keyframes(many, max_ratio=math.inf) == 1000
+    with pytest.raises(DecodeError, match="cap"):
+        impl.wire.decode_animation(many, max_frames=999, max_ratio=math.inf)
+    # and by default the ratio limit does (tests/test_wire_limits.py)
+    with pytest.raises(DecodeError, match="max_ratio"):
+        impl.wire.decode_animation(many)
 
 
 # ---------------------------------------------------------------------------

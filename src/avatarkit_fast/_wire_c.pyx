@@ -33,6 +33,7 @@ import numpy as np
 from . import _wire_py as _py
 from ._wire_py import (
     DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_RATIO,
     FLAME_LAYOUT,
     KEYFRAME_FLOATS,
     KEYFRAME_WIRE_BYTES,
@@ -642,12 +643,28 @@ cdef _Scan _scan(_Input inp, object max_frames):
     return st
 
 
-cdef _Scan _scan_animation_envelope(_Input inp, object max_frames):
+cdef double _ratio_limit(object max_ratio) except -1.0:
+    if type(max_ratio) is float and max_ratio > 0:
+        return max_ratio
+    return _py._check_max_ratio(max_ratio)
+
+
+cdef int _check_ratio(_Scan st, Py_ssize_t size, double limit) except -1:
+    """The ``max_ratio`` limit on the current animation member's keyframes."""
+    cdef Py_ssize_t n = st.n if st.member == 6 else 0
+    if <double>n * (4 * KF) > limit * <double>size:
+        _py._check_ratio(n, size, limit)  # raises, with the twin's text
+    return 0
+
+
+cdef _Scan _scan_animation_envelope(_Input inp, object max_frames, object max_ratio):
+    cdef double limit = _ratio_limit(max_ratio)
     cdef _Scan st = _scan(inp, max_frames)
     if st.mtype != 5:
         raise _py._error(
             f"expected an animation envelope (type 5), found type {st.mtype}", 0
         )
+    _check_ratio(st, inp.size, limit)
     return st
 
 
@@ -664,17 +681,20 @@ cdef object _animation(_Input inp, _Scan st):
     return AnimationMessage(5, st.connection_id, st.req_id, st.end, st.avatar_id, frames)
 
 
-def decode_animation(data, *, max_frames=DEFAULT_MAX_FRAMES):
+def decode_animation(data, *, max_frames=DEFAULT_MAX_FRAMES, max_ratio=DEFAULT_MAX_RATIO):
     """Decodes an animation envelope (type 5) from any bytes-like object.
 
-    Raises DecodeError for malformed input, another message type, or more
-    than ``max_frames`` keyframes.
+    Raises DecodeError for malformed input, another message type, more
+    than ``max_frames`` keyframes, or keyframes whose decoded bytes
+    (``480 * n``) would pass ``max_ratio`` times the input's bytes (default
+    8: a real envelope decodes to 0.96 times its size; ``math.inf`` for no
+    limit).  The limits are checked before anything is copied.
     """
     cdef _Input inp = _Input(data)
-    return _animation(inp, _scan_animation_envelope(inp, max_frames))
+    return _animation(inp, _scan_animation_envelope(inp, max_frames, max_ratio))
 
 
-def decode_animation_into(data, out, *, max_frames=DEFAULT_MAX_FRAMES):
+def decode_animation_into(data, out, *, max_frames=DEFAULT_MAX_FRAMES, max_ratio=DEFAULT_MAX_RATIO):
     """Like :func:`decode_animation`, but writes the n keyframes to ``out[:n]``
     and returns a message whose ``frames`` is that view.
 
@@ -683,7 +703,7 @@ def decode_animation_into(data, out, *, max_frames=DEFAULT_MAX_FRAMES):
     """
     _py._check_out(out)
     cdef _Input inp = _Input(data)
-    cdef _Scan st = _scan_animation_envelope(inp, max_frames)
+    cdef _Scan st = _scan_animation_envelope(inp, max_frames, max_ratio)
     cdef Py_ssize_t n = st.n if st.member == 6 else 0
     cdef Py_ssize_t rows = out.shape[0]
     if n > rows:
@@ -695,48 +715,54 @@ def decode_animation_into(data, out, *, max_frames=DEFAULT_MAX_FRAMES):
     return AnimationMessage(5, st.connection_id, st.req_id, st.end, st.avatar_id, out[:n])
 
 
-def count_keyframes(data, *, max_frames=DEFAULT_MAX_FRAMES):
+def count_keyframes(data, *, max_frames=DEFAULT_MAX_FRAMES, max_ratio=DEFAULT_MAX_RATIO):
     """Validates an animation envelope exactly as :func:`decode_animation`
     does and returns its number of keyframes."""
-    cdef _Scan st = _scan_animation_envelope(_Input(data), max_frames)
+    cdef _Scan st = _scan_animation_envelope(_Input(data), max_frames, max_ratio)
     return st.n if st.member == 6 else 0
 
 
-def peek_animation(data, *, max_frames=DEFAULT_MAX_FRAMES):
+def peek_animation(data, *, max_frames=DEFAULT_MAX_FRAMES, max_ratio=DEFAULT_MAX_RATIO):
     """The header of any envelope, validated but with no keyframe copied.
 
     Accepts exactly the inputs :func:`decode_message` accepts (with the same
-    ``max_frames``) and raises the same DecodeError for the others, so a
+    ``max_frames`` and ``max_ratio``) and raises the same DecodeError for the others, so a
     successful peek means the envelope decodes.  Returns an
     :class:`AnimationHeader`: for an animation envelope (type 5) its
     ``req_id``, ``end`` and keyframe count, as :func:`decode_animation` would
     give them; for any other type, that type with ``req_id`` and ``end`` None
     and ``n_keyframes`` 0.
     """
-    cdef _Scan st = _scan(_Input(data), max_frames)
+    cdef _Input inp = _Input(data)
+    cdef double limit = _ratio_limit(max_ratio)
+    cdef _Scan st = _scan(inp, max_frames)
     # tuple.__new__ straight: the NamedTuple's Python-level __new__ would cost
     # more than the scan of a small envelope.
     if st.mtype != 5:
         return _tuple_new(AnimationHeader, (st.mtype, None, None, 0))
     if st.member != 6:
         return _tuple_new(AnimationHeader, (5, "", False, 0))
+    _check_ratio(st, inp.size, limit)
     return _tuple_new(AnimationHeader, (5, st.req_id, st.end, st.n))
 
 
 _tuple_new = tuple.__new__
 
 
-def decode_message(data, *, max_frames=DEFAULT_MAX_FRAMES):
+def decode_message(data, *, max_frames=DEFAULT_MAX_FRAMES, max_ratio=DEFAULT_MAX_RATIO):
     """Decodes any envelope, dispatching on ``Message.type`` as the server SDK
     does: the dataclass for types 1, 2, 3, 4, 5, 7 (defaults if the oneof holds
     another member) and :class:`OtherMessage` for any other type.  Raises
-    DecodeError only for malformed bytes."""
+    DecodeError for malformed bytes and, for an animation, past ``max_frames``
+    or ``max_ratio`` (see :func:`decode_animation`)."""
     cdef _Input inp = _Input(data)
+    cdef double limit = _ratio_limit(max_ratio)
     cdef _Scan st = _scan(inp, max_frames)
     want = _py._TYPE_MEMBER.get(st.mtype)
     if want is None:
         return OtherMessage(st.mtype)
     if want == 6:
+        _check_ratio(st, inp.size, limit)
         return _animation(inp, st)
     return st.other if st.member == want else _py._MEMBER_CLASSES[want]()
 

@@ -25,7 +25,6 @@ Schema (package ``message``)::
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional, Union
 
@@ -41,6 +40,7 @@ __all__ = [
     "ClientConfigureSession",
     "ClientInterrupt",
     "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_RATIO",
     "FLAME_LAYOUT",
     "KEYFRAME_FLOATS",
     "KEYFRAME_WIRE_BYTES",
@@ -63,20 +63,14 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # Constants
 
-#: Flame fields in wire order: (name, number of float32 values).
-FLAME_LAYOUT: tuple[tuple[str, int], ...] = (
-    ("translation", 3),
-    ("rotation", 3),
-    ("neck_pose", 3),
-    ("jaw_pose", 3),
-    ("eye_pose", 6),
-    ("eye_lid", 2),
-    ("expression", 100),
+from ._schema import (  # noqa: E402  (re-exported)
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_RATIO,
+    FLAME_LAYOUT,
+    KEYFRAME_BYTES,
+    KEYFRAME_FLOATS,
+    MessageType,
 )
-#: Floats per keyframe (one row of ``AnimationMessage.frames``).
-KEYFRAME_FLOATS = 120
-#: Default cap on keyframes in one envelope (a real envelope holds <= 100).
-DEFAULT_MAX_FRAMES = 100_000
 
 _SLOT_SIZES = tuple(size for _, size in FLAME_LAYOUT)
 _SLOT_OFFSETS = tuple(sum(_SLOT_SIZES[:i]) for i in range(len(_SLOT_SIZES)))
@@ -85,19 +79,6 @@ _SLOT_ZEROS = tuple(bytes(4 * size) for size in _SLOT_SIZES)
 _MAX_DEPTH = 64
 
 assert sum(_SLOT_SIZES) == KEYFRAME_FLOATS
-
-
-class MessageType(enum.IntEnum):
-    """``Message.type``.  Decoded messages carry a plain ``int`` (proto3 enums
-    are open), which compares equal to these members."""
-
-    UNSPECIFIED = 0
-    CLIENT_CONFIGURE_SESSION = 1
-    SERVER_CONFIRM_SESSION = 2
-    CLIENT_AUDIO_INPUT = 3
-    SERVER_ERROR = 4
-    SERVER_RESPONSE_ANIMATION = 5
-    CLIENT_INTERRUPT = 7
 
 
 # ---------------------------------------------------------------------------
@@ -626,6 +607,28 @@ def _check_max_frames(max_frames: int) -> int:
     return max_frames
 
 
+def _check_max_ratio(max_ratio: Any) -> float:
+    if isinstance(max_ratio, bool) or not isinstance(
+        max_ratio, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"max_ratio must be a number, got {type(max_ratio).__name__}")
+    if not max_ratio > 0:
+        raise ValueError(f"max_ratio must be > 0 (math.inf for no limit), got {max_ratio}")
+    return float(max_ratio)
+
+
+def _check_ratio(n: int, size: int, max_ratio: float) -> None:
+    """DecodeError if ``n`` keyframes from ``size`` input bytes pass the
+    ``max_ratio`` limit (checked before a keyframe is copied)."""
+    out = n * KEYFRAME_BYTES
+    if out > max_ratio * size:
+        raise DecodeError(
+            f"{n} keyframes would decode to {out} bytes from a {size}-byte envelope, "
+            f"{out / size:.1f} times its size: over the max_ratio limit of {max_ratio:g}",
+            -1,
+        )
+
+
 def _parse_envelope(buf: bytes, max_frames: int) -> tuple[int, int, Any]:
     """Validates the whole envelope; returns (type, oneof field, member state).
 
@@ -661,11 +664,15 @@ def _parse_envelope(buf: bytes, max_frames: int) -> tuple[int, int, Any]:
     return mtype, member, state
 
 
-def _parse_animation_envelope(buf: bytes, max_frames: int) -> _Animation:
+def _parse_animation_envelope(buf: bytes, max_frames: int, max_ratio: Any) -> _Animation:
+    max_ratio = _check_max_ratio(max_ratio)
     mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames))
     if mtype != MessageType.SERVER_RESPONSE_ANIMATION:
         raise _error(f"expected an animation envelope (type 5), found type {mtype}", 0)
-    return state if member == 6 else _Animation()
+    if member != 6:
+        return _Animation()
+    _check_ratio(state.n, len(buf), max_ratio)
+    return state
 
 
 def _frames_of(buf: bytes, state: _Animation) -> np.ndarray:
@@ -684,14 +691,17 @@ def _message_of(state: _Animation, frames: np.ndarray) -> AnimationMessage:
     )
 
 
-def decode_animation(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> AnimationMessage:
+def decode_animation(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES, max_ratio: float = DEFAULT_MAX_RATIO) -> AnimationMessage:
     """Decodes an animation envelope (type 5) from any bytes-like object.
 
-    Raises DecodeError for malformed input, another message type, or more
-    than ``max_frames`` keyframes.
+    Raises DecodeError for malformed input, another message type, more
+    than ``max_frames`` keyframes, or keyframes whose decoded bytes
+    (``480 * n``) would pass ``max_ratio`` times the input's bytes (default
+    8: a real envelope decodes to 0.96 times its size; ``math.inf`` for no
+    limit).  The limits are checked before anything is copied.
     """
     buf = _as_bytes(data)
-    state = _parse_animation_envelope(buf, max_frames)
+    state = _parse_animation_envelope(buf, max_frames, max_ratio)
     return _message_of(state, _frames_of(buf, state))
 
 
@@ -708,7 +718,7 @@ def _check_out(out: Any) -> None:
 
 
 def decode_animation_into(
-    data: Any, out: np.ndarray, *, max_frames: int = DEFAULT_MAX_FRAMES
+    data: Any, out: np.ndarray, *, max_frames: int = DEFAULT_MAX_FRAMES, max_ratio: float = DEFAULT_MAX_RATIO
 ) -> AnimationMessage:
     """Like :func:`decode_animation`, but writes the n keyframes to ``out[:n]``
     and returns a message whose ``frames`` is that view.
@@ -718,7 +728,7 @@ def decode_animation_into(
     """
     _check_out(out)
     buf = _as_bytes(data)
-    state = _parse_animation_envelope(buf, max_frames)
+    state = _parse_animation_envelope(buf, max_frames, max_ratio)
     n = state.n
     if n > out.shape[0]:
         raise BufferFull(f"{n} keyframes do not fit in an output of {out.shape[0]} rows")
@@ -728,17 +738,17 @@ def decode_animation_into(
     return _message_of(state, frames)
 
 
-def count_keyframes(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> int:
+def count_keyframes(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES, max_ratio: float = DEFAULT_MAX_RATIO) -> int:
     """Validates an animation envelope exactly as :func:`decode_animation`
     does and returns its number of keyframes."""
-    return _parse_animation_envelope(_as_bytes(data), max_frames).n
+    return _parse_animation_envelope(_as_bytes(data), max_frames, max_ratio).n
 
 
-def peek_animation(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> AnimationHeader:
+def peek_animation(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES, max_ratio: float = DEFAULT_MAX_RATIO) -> AnimationHeader:
     """The header of any envelope, validated but with no keyframe copied.
 
     Accepts exactly the inputs :func:`decode_message` accepts (with the same
-    ``max_frames``) and raises the same DecodeError for the others, so a
+    ``max_frames`` and ``max_ratio``) and raises the same DecodeError for the others, so a
     successful peek means the envelope decodes.  Returns an
     :class:`AnimationHeader`: for an animation envelope (type 5) its
     ``req_id``, ``end`` and keyframe count, as :func:`decode_animation` would
@@ -746,26 +756,31 @@ def peek_animation(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> Animat
     and ``n_keyframes`` 0.
     """
     buf = _as_bytes(data)
+    max_ratio = _check_max_ratio(max_ratio)
     mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames))
     if mtype != MessageType.SERVER_RESPONSE_ANIMATION:
         return AnimationHeader(mtype, None, None, 0)
     if member != 6:
         return AnimationHeader(5, "", False, 0)
+    _check_ratio(state.n, len(buf), max_ratio)
     return AnimationHeader(5, state.req_id, state.end, state.n)
 
 
-def decode_message(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> Message:
+def decode_message(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES, max_ratio: float = DEFAULT_MAX_RATIO) -> Message:
     """Decodes any envelope, dispatching on ``Message.type`` as the server SDK
     does: the dataclass for types 1, 2, 3, 4, 5, 7 (defaults if the oneof holds
     another member) and :class:`OtherMessage` for any other type.  Raises
-    DecodeError only for malformed bytes."""
+    DecodeError for malformed bytes and, for an animation, past ``max_frames``
+    or ``max_ratio`` (see :func:`decode_animation`)."""
     buf = _as_bytes(data)
+    max_ratio = _check_max_ratio(max_ratio)
     mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames))
     want = _TYPE_MEMBER.get(mtype)
     if want is None:
         return OtherMessage(mtype)
     if want == 6:
         anim = state if member == 6 else _Animation()
+        _check_ratio(anim.n, len(buf), max_ratio)
         return _message_of(anim, _frames_of(buf, anim))
     return state if member == want else _MEMBER_CLASSES[want]()
 

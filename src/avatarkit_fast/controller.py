@@ -134,6 +134,13 @@ def _modules(impl: Optional[str]):
     )
 
 
+def _at_envelope(index: int, exc: DecodeError) -> DecodeError:
+    """``exc`` again, naming the envelope of the list it came from."""
+    err = DecodeError(f"envelope {index}: {exc}", exc.offset)
+    err.envelope_index = index
+    return err
+
+
 def _check_callback(name: str, cb: Any) -> Any:
     if cb is not None and not callable(cb):
         raise TypeError(f"{name} must be callable or None, got {type(cb).__name__}")
@@ -295,8 +302,11 @@ class AvatarController:
         Animation for the current conversation is decoded straight into the
         keyframe store; ``[]`` or None puts it in audio-only mode.  Envelopes for
         another id are dropped and counted.  A malformed envelope raises
-        DecodeError and nothing of the call is kept; server error envelopes go
-        to ``on_error``.  Returns True if taken, False if dropped.
+        DecodeError (``envelope N: ...``, with ``envelope_index`` N, its index
+        in ``envelopes``) and nothing of the call is kept, nor is anything when
+        an envelope's keyframes would pass the wire decoders' output/input
+        limit (``max_ratio``, default 8 times its bytes); server error
+        envelopes go to ``on_error``.  Returns True if taken, False if dropped.
         """
         self._engine.check_open()
         if envelopes is None:
@@ -335,10 +345,23 @@ class AvatarController:
                     engine.ignore_frames(n)
             self._report_all(errors)
             return False
+        # Every header first (validated, the output/input ratio limit of the
+        # wire decoders included, so what the call adds to the store is bounded
+        # by DEFAULT_MAX_RATIO times its bytes), then room for all the
+        # keyframes at once, then one decode of each envelope into the store.
+        heads = [self._peek(i, env) for i, env in enumerate(envs)]
+        total = sum(h.n_keyframes for h in heads if h.type == 5)
         end = False
         try:
-            for env in envs:
-                end = self._decode_one(env, errors) or end
+            if total > self._frames.free_rows().shape[0]:
+                with self._lock:
+                    engine.reserve_frames(total)
+            for i, (env, head) in enumerate(zip(envs, heads)):
+                if head.type == 4:
+                    errors.append(self._server_error(wire.decode_message(env)))
+                elif head.type == 5:
+                    self._decode_one(i, env)
+                    end = end or bool(head.end)
         except BaseException:
             with self._lock:
                 self._frames.rollback()
@@ -353,23 +376,21 @@ class AvatarController:
         self._report_all(errors)
         return taken >= 0
 
-    def _decode_one(self, env: Any, errors: list) -> bool:
-        # The header first (validated, no keyframes copied), so that the
-        # keyframes are decoded exactly once, into the store.
-        head = wire.peek_animation(env)
-        if head.type == 4:
-            errors.append(self._server_error(wire.decode_message(env)))
-            return False
-        if head.type != 5:
-            return False
+    @staticmethod
+    def _peek(index: int, env: Any) -> Any:
+        try:
+            return wire.peek_animation(env)
+        except DecodeError as exc:
+            raise _at_envelope(index, exc) from exc
+
+    def _decode_one(self, index: int, env: Any) -> None:
         frames = self._frames
-        if head.n_keyframes > frames.free_rows().shape[0]:
-            with self._lock:
-                self._engine.reserve_frames(head.n_keyframes)
-        msg = wire.decode_animation_into(env, frames.free_rows())
+        try:
+            msg = wire.decode_animation_into(env, frames.free_rows())
+        except DecodeError as exc:  # pragma: no cover - the peek accepted it
+            raise _at_envelope(index, exc) from exc
         with self._lock:
             frames.add_pending(len(msg.frames))
-        return bool(msg.end)
 
     def _count(self, env: Any, errors: list) -> int:
         try:
