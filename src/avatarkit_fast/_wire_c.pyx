@@ -1,8 +1,9 @@
 """AvatarKit wire codec, compiled implementation.
 
-Same behaviour as the pure twin ``_wire_py`` (which also supplies the
-message dataclasses, the control-message codecs and the error texts); this
-module owns the hot path, animation envelopes:
+Same behaviour as the pure twin ``_wire_py``; both take the message
+dataclasses, the control-message codec and the error texts from
+``_wire_common`` and the schema from ``_schema``.  This module owns the hot
+path, animation envelopes:
 
 - pass 1 walks the whole envelope through a bounded cursor, validating every
   field and counting keyframes, and allocates nothing from the wire;
@@ -30,12 +31,16 @@ cimport numpy as cnp
 
 import numpy as np
 
-from . import _wire_py as _py
-from ._wire_py import (
+from . import _wire_common as _common
+from ._schema import (
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_RATIO,
     FLAME_LAYOUT,
     KEYFRAME_FLOATS,
+    TYPE_MEMBER,
+    MessageType,
+)
+from ._wire_common import (
     KEYFRAME_WIRE_BYTES,
     AgoraEgressConfig,
     AnimationHeader,
@@ -45,16 +50,41 @@ from ._wire_py import (
     ClientInterrupt,
     LiveKitEgressConfig,
     Message,
-    MessageType,
     OtherMessage,
     ServerConfirmSession,
     ServerErrorMessage,
     TraceContext,
-    encode_message,
+    encode_message_with,
 )
 from .errors import BufferFull
 
-__all__ = _py.__all__
+__all__ = [
+    "AgoraEgressConfig",
+    "AnimationHeader",
+    "AnimationMessage",
+    "ClientAudioInput",
+    "ClientConfigureSession",
+    "ClientInterrupt",
+    "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_RATIO",
+    "FLAME_LAYOUT",
+    "KEYFRAME_FLOATS",
+    "KEYFRAME_WIRE_BYTES",
+    "LiveKitEgressConfig",
+    "Message",
+    "MessageType",
+    "OtherMessage",
+    "ServerConfirmSession",
+    "ServerErrorMessage",
+    "TraceContext",
+    "count_keyframes",
+    "decode_animation",
+    "decode_animation_into",
+    "decode_message",
+    "encode_animation",
+    "encode_message",
+    "peek_animation",
+]
 
 cnp.import_array()
 
@@ -73,9 +103,9 @@ cdef bint _portable_load = AKF_HOST_BIG_ENDIAN
 cdef Py_ssize_t SLOT_SIZES[7]
 cdef Py_ssize_t SLOT_OFFSETS[7]
 SLOT_SIZES[:] = [size for _, size in FLAME_LAYOUT]
-SLOT_OFFSETS[:] = list(_py._SLOT_OFFSETS)
+SLOT_OFFSETS[:] = list(_common.SLOT_OFFSETS)
 
-cdef int MAX_DEPTH = _py._MAX_DEPTH
+cdef int MAX_DEPTH = _common.MAX_DEPTH
 cdef int KF = KEYFRAME_FLOATS
 
 # Canonical keyframe bytes: before each slot's floats, a header run
@@ -87,8 +117,8 @@ cdef Py_ssize_t KF_WIRE = KEYFRAME_WIRE_BYTES
 
 
 def _init_template():
-    template = _py._KEYFRAME_TEMPLATE
-    cols = _py._KEYFRAME_FLOAT_COLS
+    template = _common.KEYFRAME_TEMPLATE
+    cols = _common.KEYFRAME_FLOAT_COLS
     assert len(template) <= 512
     for i in range(len(template)):
         KF_TEMPLATE[i] = template[i]
@@ -201,8 +231,8 @@ cdef int _fail(int code, Py_ssize_t offset, unsigned long long a=0,
                unsigned long long b=0) except -1 with gil:
     if code == E_WRONG_WT:
         what, expected = _what(a)
-        raise _py._wrong_wire_type(what, expected, b, offset)
-    raise _py._error(_problem(code, a, b), offset)
+        raise _common.wrong_wire_type(what, expected, b, offset)
+    raise _common.error(_problem(code, a, b), offset)
 
 
 # ---------------------------------------------------------------------------
@@ -358,13 +388,13 @@ cdef extern from *:
 
 def _check_canonical():
     """The C fast path must agree with the twin's canonical keyframe."""
-    template = _py._KEYFRAME_TEMPLATE
+    template = _common.KEYFRAME_TEMPLATE
     body = template[3:]
     assert template[:3] == b"\x0a\xef\x03" and len(body) == 495
     assert akf_is_canonical(body, len(body))
     floats = np.arange(KEYFRAME_FLOATS, dtype="<f4")
     wire = bytearray(body)
-    wire_cols = _py._KEYFRAME_FLOAT_COLS - 3
+    wire_cols = _common.KEYFRAME_FLOAT_COLS - 3
     wire_arr = np.frombuffer(wire, dtype=np.uint8).copy()
     wire_arr[wire_cols] = floats.view(np.uint8)
     row = np.zeros(KEYFRAME_FLOATS, dtype=np.float32)
@@ -474,7 +504,7 @@ cdef object _read_string(const uint8_t* buf, Py_ssize_t* pos, Py_ssize_t end, in
     try:
         return (<const char*>buf)[at:at + n].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _py._error(
+        raise _common.error(
             f"ServerResponseAnimation.{_SRA_NAMES[field - 1]} is not valid UTF-8",
             at + exc.start,
         ) from None
@@ -542,13 +572,13 @@ cdef int _scan_envelope(const uint8_t* buf, Py_ssize_t end, _Scan st, Py_ssize_t
                 st.eff_start = tag_at
                 st.connection_id = st.req_id = st.avatar_id = ""
                 st.end = False
-                st.other = None if fnum == 6 else _py._MEMBER_CLASSES[fnum]()
+                st.other = None if fnum == 6 else _common.MEMBER_CLASSES[fnum]()
             if fnum == 6:
                 _scan_animation(buf, pos, pos + n, st, max_frames)
             else:
                 if src is None:
                     src = PyBytes_FromStringAndSize(<const char*>buf, end)
-                _py._parse_fields(src, pos, pos + n, st.other, 0)
+                _common.parse_fields(src, pos, pos + n, st.other, 0)
             pos += n
         else:
             _skip(buf, &pos, end, fnum, wt, tag_at, 0)
@@ -637,7 +667,7 @@ cdef _Scan _scan(_Input inp, object max_frames):
     if type(max_frames) is int and 0 <= max_frames <= PY_SSIZE_T_MAX:
         cap = max_frames
     else:  # the twin converts or refuses it
-        cap = min(_py._check_max_frames(max_frames), PY_SSIZE_T_MAX)
+        cap = min(_common.check_max_frames(max_frames), PY_SSIZE_T_MAX)
     cdef _Scan st = _Scan()
     _scan_envelope(inp.buf, inp.size, st, cap, inp.src)
     return st
@@ -646,14 +676,14 @@ cdef _Scan _scan(_Input inp, object max_frames):
 cdef double _ratio_limit(object max_ratio) except -1.0:
     if type(max_ratio) is float and max_ratio > 0:
         return max_ratio
-    return _py._check_max_ratio(max_ratio)
+    return _common.check_max_ratio(max_ratio)
 
 
 cdef int _check_ratio(_Scan st, Py_ssize_t size, double limit) except -1:
     """The ``max_ratio`` limit on the current animation member's keyframes."""
     cdef Py_ssize_t n = st.n if st.member == 6 else 0
     if <double>n * (4 * KF) > limit * <double>size:
-        _py._check_ratio(n, size, limit)  # raises, with the twin's text
+        _common.check_ratio(n, size, limit)  # raises, with the twin's text
     return 0
 
 
@@ -661,7 +691,7 @@ cdef _Scan _scan_animation_envelope(_Input inp, object max_frames, object max_ra
     cdef double limit = _ratio_limit(max_ratio)
     cdef _Scan st = _scan(inp, max_frames)
     if st.mtype != 5:
-        raise _py._error(
+        raise _common.error(
             f"expected an animation envelope (type 5), found type {st.mtype}", 0
         )
     _check_ratio(st, inp.size, limit)
@@ -701,7 +731,7 @@ def decode_animation_into(data, out, *, max_frames=DEFAULT_MAX_FRAMES, max_ratio
     Raises BufferFull (and leaves ``out`` untouched) if n > len(out); ``out``
     is also untouched when DecodeError is raised.
     """
-    _py._check_out(out)
+    _common.check_out(out)
     cdef _Input inp = _Input(data)
     cdef _Scan st = _scan_animation_envelope(inp, max_frames, max_ratio)
     cdef Py_ssize_t n = st.n if st.member == 6 else 0
@@ -758,13 +788,13 @@ def decode_message(data, *, max_frames=DEFAULT_MAX_FRAMES, max_ratio=DEFAULT_MAX
     cdef _Input inp = _Input(data)
     cdef double limit = _ratio_limit(max_ratio)
     cdef _Scan st = _scan(inp, max_frames)
-    want = _py._TYPE_MEMBER.get(st.mtype)
+    want = TYPE_MEMBER.get(st.mtype)
     if want is None:
         return OtherMessage(st.mtype)
     if want == 6:
         _check_ratio(st, inp.size, limit)
         return _animation(inp, st)
-    return st.other if st.member == want else _py._MEMBER_CLASSES[want]()
+    return st.other if st.member == want else _common.MEMBER_CLASSES[want]()
 
 
 # ---------------------------------------------------------------------------
@@ -818,10 +848,10 @@ def encode_animation(frames, *, req_id, connection_id="", end=False, avatar_id="
     """Encodes an animation envelope in the canonical form the server emits:
     fields in number order, every Flame field packed and full, empty strings
     and ``end=False`` omitted, the ``animation`` field always present."""
-    arr = _py._as_frames(frames)  # little-endian float32, C-contiguous
-    cdef bytes conn = _py._utf8(connection_id, "connection_id")
-    cdef bytes req = _py._utf8(req_id, "req_id")
-    cdef bytes avatar = _py._utf8(avatar_id, "avatar_id")
+    arr = _common.as_frames(frames)  # little-endian float32, C-contiguous
+    cdef bytes conn = _common.utf8(connection_id, "connection_id")
+    cdef bytes req = _common.utf8(req_id, "req_id")
+    cdef bytes avatar = _common.utf8(avatar_id, "avatar_id")
     cdef bint is_end = bool(end)
     cdef Py_ssize_t n = arr.shape[0]
     cdef Py_ssize_t anim_len = n * KF_WIRE
@@ -851,3 +881,10 @@ def encode_animation(frames, *, req_id, connection_id="", end=False, avatar_id="
     p = _put_string(p, 5, avatar)
     assert p == <uint8_t*>PyBytes_AS_STRING(result) + total
     return result
+
+
+def encode_message(msg):
+    """Encodes any message dataclass as an envelope: ``type`` (omitted when 0)
+    then the oneof member for the message's class (always present; none for
+    :class:`OtherMessage`).  Maps are written in insertion order."""
+    return encode_message_with(msg, encode_animation)
