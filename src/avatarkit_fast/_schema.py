@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_MAX_RATIO",
     "FLAME_GROUPS",
     "FLAME_LAYOUT",
+    "FLAME_OFFSETS",
     "FPS",
     "KEYFRAME_BYTES",
     "KEYFRAME_FLOATS",
@@ -38,6 +39,8 @@ FLAME_LAYOUT: tuple[tuple[str, int], ...] = (
 FLAME_GROUPS: tuple[tuple[str, int, int], ...] = tuple(
     (name, sum(s for _, s in FLAME_LAYOUT[:i]), size) for i, (name, size) in enumerate(FLAME_LAYOUT)
 )
+#: Offset of each group in a keyframe row, by name.
+FLAME_OFFSETS: dict[str, int] = {name: offset for name, offset, _ in FLAME_GROUPS}
 #: Floats per keyframe (one row of a decoded animation).
 KEYFRAME_FLOATS = 120
 #: Bytes of one decoded keyframe (float32).

@@ -53,6 +53,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import wire
+from ._schema import KEYFRAME_FLOATS, SAMPLE_RATES
 from ._compat import NO_EXTENSIONS
 from .errors import AvatarKitError, BufferFull, ClosedError, DecodeError, ServerError
 
@@ -67,10 +68,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 SYNC_MODES = ("audio_independent", "strict_sync")
 INTERPOLATIONS = ("none", "linear")
-KEYFRAME_FLOATS = 120
 
 # Event kinds of the sync engine (same values in both twins).
 _EV_STATE = 1
