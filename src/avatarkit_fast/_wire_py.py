@@ -34,6 +34,7 @@ from ._schema import (
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_RATIO,
     FLAME_LAYOUT,
+    KEYFRAME_BYTES,
     KEYFRAME_FLOATS,
     TYPE_MEMBER,
     MessageType,
@@ -111,18 +112,24 @@ __all__ = [
 
 
 class _Animation:
-    """Merged state of the ``server_response_animation`` oneof member, after
-    the validating pass: the keyframes are counted, not yet copied."""
+    """Merged state of the ``server_response_animation`` oneof member.
 
-    __slots__ = ("connection_id", "req_id", "end", "avatar_id", "n", "eff_start")
+    ``rows`` collects the keyframes (480 little-endian bytes each) while they
+    fit in ``room`` bytes, the ``max_ratio`` limit; past it, or when nothing
+    is to be copied (``room`` None), they are only validated and counted, so
+    that no input makes the parser hold more than the limit.
+    """
 
-    def __init__(self, eff_start: int = 0) -> None:
+    __slots__ = ("connection_id", "req_id", "end", "avatar_id", "n", "rows", "room")
+
+    def __init__(self, room: float | None = None) -> None:
         self.connection_id = ""
         self.req_id = ""
         self.end = False
         self.avatar_id = ""
-        self.n = 0  # keyframes counted so far
-        self.eff_start = eff_start  # offset of this member's first occurrence
+        self.n = 0
+        self.rows: list[bytes] | None = [] if room is not None else None
+        self.room = room
 
 
 def _parse_flame(buf: bytes, pos: int, end: int, collect: bool = False) -> bytes | None:
@@ -175,7 +182,11 @@ def _parse_flame_animation(
             n, pos = _read_len(buf, pos, end)
             if state.n >= max_frames:
                 raise _error(f"more than {max_frames} keyframes (the configured cap)", tag_at)
-            _parse_flame(buf, pos, pos + n)
+            if state.rows is not None and (state.n + 1) * KEYFRAME_BYTES <= state.room:
+                state.rows.append(_parse_flame(buf, pos, pos + n, True))  # type: ignore[arg-type]
+            else:
+                state.rows = None  # past the ratio limit: the decode will refuse it
+                _parse_flame(buf, pos, pos + n)
             state.n += 1
             pos += n
         else:
@@ -207,44 +218,10 @@ def _parse_animation(buf: bytes, pos: int, end: int, state: _Animation, max_fram
             pos = _skip_field(buf, pos, end, fnum, wt, tag_at, 0)
 
 
-def _fill_rows(buf: bytes, state: _Animation) -> bytes:
-    """The second pass over an envelope the first accepted: the ``state.n``
-    keyframes of its current animation member as little-endian bytes.  From
-    ``eff_start`` on, every oneof field of the envelope is that member."""
-    rows: list[bytes] = []
-    pos, end = state.eff_start, len(buf)
-    while pos < end and len(rows) < state.n:
-        tag_at = pos
-        fnum, wt, pos = _read_tag(buf, pos, end)
-        if fnum != 6 or wt != 2:
-            pos = _skip_field(buf, pos, end, fnum, wt, tag_at, 0)
-            continue
-        n, pos = _read_len(buf, pos, end)
-        sub_end = pos + n
-        while pos < sub_end:
-            tag_at = pos
-            fnum, wt, pos = _read_tag(buf, pos, sub_end)
-            if fnum != 4 or wt != 2:
-                pos = _skip_field(buf, pos, sub_end, fnum, wt, tag_at, 0)
-                continue
-            n, pos = _read_len(buf, pos, sub_end)
-            anim_end = pos + n
-            while pos < anim_end:
-                tag_at = pos
-                fnum, wt, pos = _read_tag(buf, pos, anim_end)
-                if fnum != 1 or wt != 2:
-                    pos = _skip_field(buf, pos, anim_end, fnum, wt, tag_at, 0)
-                    continue
-                n, pos = _read_len(buf, pos, anim_end)
-                rows.append(_parse_flame(buf, pos, pos + n, True))  # type: ignore[arg-type]
-                pos += n
-        pos = sub_end
-    assert len(rows) == state.n
-    return b"".join(rows)
-
-
-def _parse_envelope(buf: bytes, max_frames: int) -> tuple[int, int, Any]:
+def _parse_envelope(buf: bytes, max_frames: int, room: float | None) -> tuple[int, int, Any]:
     """Validates the whole envelope; returns (type, oneof field, member state).
+    An animation member collects its keyframes within ``room`` bytes (none
+    if None).
 
     Every oneof member present is parsed (and must be valid); a member of a
     different field replaces the current one, as protobuf's oneof does.
@@ -267,7 +244,7 @@ def _parse_envelope(buf: bytes, max_frames: int) -> tuple[int, int, Any]:
             n, pos = _read_len(buf, pos, end)
             if fnum != member:
                 member = fnum
-                state = _Animation(tag_at) if fnum == 6 else _MEMBER_CLASSES[fnum]()
+                state = _Animation(room) if fnum == 6 else _MEMBER_CLASSES[fnum]()
             if fnum == 6:
                 _parse_animation(buf, pos, pos + n, state, max_frames)
             else:
@@ -278,19 +255,28 @@ def _parse_envelope(buf: bytes, max_frames: int) -> tuple[int, int, Any]:
     return mtype, member, state
 
 
-def _parse_animation_envelope(buf: bytes, max_frames: int, max_ratio: Any) -> _Animation:
+def _parse_animation_envelope(
+    buf: bytes, max_frames: int, max_ratio: Any, collect: bool
+) -> _Animation:
     max_ratio = _check_max_ratio(max_ratio)
-    mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames))
+    room = max_ratio * len(buf) if collect else None
+    mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames), room)
     if mtype != MessageType.SERVER_RESPONSE_ANIMATION:
         raise _error(f"expected an animation envelope (type 5), found type {mtype}", 0)
     if member != 6:
-        return _Animation()
+        return _Animation(0.0)
     _check_ratio(state.n, len(buf), max_ratio)
     return state
 
 
-def _frames_of(buf: bytes, state: _Animation) -> np.ndarray:
-    flat = np.frombuffer(_fill_rows(buf, state), dtype="<f4")
+def _rows_of(state: _Animation) -> bytes:
+    # Only an animation within the ratio limit is copied: its rows are all there.
+    assert state.rows is not None and len(state.rows) == state.n
+    return b"".join(state.rows)
+
+
+def _frames_of(state: _Animation) -> np.ndarray:
+    flat = np.frombuffer(_rows_of(state), dtype="<f4")
     return flat.astype(np.float32).reshape(state.n, KEYFRAME_FLOATS)
 
 
@@ -315,8 +301,8 @@ def decode_animation(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES, max_rat
     limit).  The limits are checked before anything is copied.
     """
     buf = _as_bytes(data)
-    state = _parse_animation_envelope(buf, max_frames, max_ratio)
-    return _message_of(state, _frames_of(buf, state))
+    state = _parse_animation_envelope(buf, max_frames, max_ratio, True)
+    return _message_of(state, _frames_of(state))
 
 
 def decode_animation_into(
@@ -330,20 +316,20 @@ def decode_animation_into(
     """
     _check_out(out)
     buf = _as_bytes(data)
-    state = _parse_animation_envelope(buf, max_frames, max_ratio)
+    state = _parse_animation_envelope(buf, max_frames, max_ratio, True)
     n = state.n
     if n > out.shape[0]:
         raise BufferFull(f"{n} keyframes do not fit in an output of {out.shape[0]} rows")
     frames = out[:n]
     if n:
-        frames[...] = np.frombuffer(_fill_rows(buf, state), dtype="<f4").reshape(n, KEYFRAME_FLOATS)
+        frames[...] = np.frombuffer(_rows_of(state), dtype="<f4").reshape(n, KEYFRAME_FLOATS)
     return _message_of(state, frames)
 
 
 def count_keyframes(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES, max_ratio: float = DEFAULT_MAX_RATIO) -> int:
     """Validates an animation envelope exactly as :func:`decode_animation`
     does and returns its number of keyframes."""
-    return _parse_animation_envelope(_as_bytes(data), max_frames, max_ratio).n
+    return _parse_animation_envelope(_as_bytes(data), max_frames, max_ratio, False).n
 
 
 def peek_animation(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES, max_ratio: float = DEFAULT_MAX_RATIO) -> AnimationHeader:
@@ -359,7 +345,7 @@ def peek_animation(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES, max_ratio
     """
     buf = _as_bytes(data)
     max_ratio = _check_max_ratio(max_ratio)
-    mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames))
+    mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames), None)
     if mtype != MessageType.SERVER_RESPONSE_ANIMATION:
         return AnimationHeader(mtype, None, None, 0)
     if member != 6:
@@ -376,14 +362,16 @@ def decode_message(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES, max_ratio
     or ``max_ratio`` (see :func:`decode_animation`)."""
     buf = _as_bytes(data)
     max_ratio = _check_max_ratio(max_ratio)
-    mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames))
+    mtype, member, state = _parse_envelope(
+        buf, _check_max_frames(max_frames), max_ratio * len(buf)
+    )
     want = TYPE_MEMBER.get(mtype)
     if want is None:
         return OtherMessage(mtype)
     if want == 6:
-        anim = state if member == 6 else _Animation()
+        anim = state if member == 6 else _Animation(0.0)
         _check_ratio(anim.n, len(buf), max_ratio)
-        return _message_of(anim, _frames_of(buf, anim))
+        return _message_of(anim, _frames_of(anim))
     return state if member == want else _MEMBER_CLASSES[want]()
 
 
