@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "ANIMATION_FIELDS",
     "DEFAULT_MAX_FRAMES",
     "DEFAULT_MAX_RATIO",
     "FLAME_GROUPS",
@@ -84,6 +85,8 @@ MEMBER_FIELD = {
     "server_response_animation": 6,
     "client_interrupt": 8,
 }
+#: ``ServerResponseAnimation`` fields by number (1..5).
+ANIMATION_FIELDS = ("connection_id", "req_id", "end", "animation", "avatar_id")
 #: The oneof field that each message type's envelope carries.
 TYPE_MEMBER = {
     MessageType.CLIENT_CONFIGURE_SESSION: 2,

@@ -33,6 +33,7 @@ import numpy as np
 
 from . import _wire_common as _common
 from ._schema import (
+    ANIMATION_FIELDS,
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_RATIO,
     FLAME_LAYOUT,
@@ -145,7 +146,7 @@ def _use_portable_load(bint on):
 
 # ---------------------------------------------------------------------------
 # Errors: C code raises through ``_fail`` (which takes the GIL); the texts
-# are the twin's.
+# are _wire_common's.
 
 cdef enum:
     E_TRUNC_VARINT = 1
@@ -174,7 +175,7 @@ cdef enum:
     W_KEYFRAMES = 20
     W_FLAME = 30          # + slot
 
-_SRA_NAMES = ("connection_id", "req_id", "end", "animation", "avatar_id")
+_SRA_NAMES = ANIMATION_FIELDS
 
 
 def _what(unsigned long long code):
@@ -190,41 +191,16 @@ def _what(unsigned long long code):
     return f"Flame.{FLAME_LAYOUT[code - W_FLAME][0]}", 2
 
 
-def _problem(int code, unsigned long long a, unsigned long long b):
-    if code == E_TRUNC_VARINT:
-        return "truncated varint"
-    if code == E_VARINT_OVERFLOW:
-        return "varint longer than 10 bytes or overflowing 64 bits"
-    if code == E_TAG_OVERFLOW:
-        return f"field tag {a} overflows 32 bits"
-    if code == E_FIELD_ZERO:
-        return "field number 0"
-    if code == E_LEN_PAST_END:
-        return f"length {a} runs past the end of its message ({b} bytes left)"
-    if code == E_TRUNC_FIXED:
-        return f"truncated fixed{a * 8} field {b}"
-    if code == E_GROUP_DEPTH:
-        return f"groups nested deeper than {MAX_DEPTH}"
-    if code == E_GROUP_UNTERMINATED:
-        return f"unterminated group {a}"
-    if code == E_GROUP_MISMATCH:
-        return f"end of group {a} inside group {b}"
-    if code == E_GROUP_NO_START:
-        return f"end of group {a} without a start"
-    if code == E_INVALID_WT:
-        return f"invalid wire type {b} for field {a}"
-    name, size = FLAME_LAYOUT[a] if a < 7 else ("", 0)
-    if code == E_PACKED_LEN:
-        return f"Flame.{name}: packed length {b} is not a multiple of 4"
-    if code == E_TRUNC_FLOAT:
-        return f"Flame.{name}: truncated float"
-    if code == E_TOO_MANY:
-        return f"Flame.{name}: more than {size} floats"
-    if code == E_PARTIAL:
-        return f"Flame.{name}: {b} floats, expected {size} or none"
-    if code == E_CAP:
-        return f"more than {a} keyframes (the configured cap)"
-    return "the input changed while it was being decoded"
+# The texts are _wire_common's, by the same codes.
+assert (E_TRUNC_VARINT, E_VARINT_OVERFLOW, E_TAG_OVERFLOW, E_FIELD_ZERO, E_LEN_PAST_END,
+        E_TRUNC_FIXED, E_GROUP_DEPTH, E_GROUP_UNTERMINATED, E_GROUP_MISMATCH,
+        E_GROUP_NO_START, E_INVALID_WT, E_WRONG_WT, E_PACKED_LEN, E_TRUNC_FLOAT, E_TOO_MANY,
+        E_PARTIAL, E_CAP, E_CHANGED) == (
+    _common.TRUNC_VARINT, _common.VARINT_OVERFLOW, _common.TAG_OVERFLOW, _common.FIELD_ZERO,
+    _common.LEN_PAST_END, _common.TRUNC_FIXED, _common.GROUP_DEPTH,
+    _common.GROUP_UNTERMINATED, _common.GROUP_MISMATCH, _common.GROUP_NO_START,
+    _common.INVALID_WT, _common.WRONG_WT, _common.PACKED_LEN, _common.TRUNC_FLOAT,
+    _common.TOO_MANY, _common.PARTIAL, _common.CAP, _common.CHANGED)
 
 
 cdef int _fail(int code, Py_ssize_t offset, unsigned long long a=0,
@@ -232,7 +208,7 @@ cdef int _fail(int code, Py_ssize_t offset, unsigned long long a=0,
     if code == E_WRONG_WT:
         what, expected = _what(a)
         raise _common.wrong_wire_type(what, expected, b, offset)
-    raise _common.error(_problem(code, a, b), offset)
+    raise _common.fail(code, offset, a, b)
 
 
 # ---------------------------------------------------------------------------
@@ -691,9 +667,7 @@ cdef _Scan _scan_animation_envelope(_Input inp, object max_frames, object max_ra
     cdef double limit = _ratio_limit(max_ratio)
     cdef _Scan st = _scan(inp, max_frames)
     if st.mtype != 5:
-        raise _common.error(
-            f"expected an animation envelope (type 5), found type {st.mtype}", 0
-        )
+        raise _common.not_animation(st.mtype)
     _check_ratio(st, inp.size, limit)
     return st
 

@@ -186,6 +186,79 @@ Message = Union[
 # enclosing message) before it happens.  ``buf`` is always ``bytes``.
 
 
+# Decode error texts, by code: the compiled module raises by code (its
+# ``cdef enum`` has the same values, checked when it loads), the pure reader
+# by the same codes, so that both say exactly the same.
+TRUNC_VARINT = 1
+VARINT_OVERFLOW = 2
+TAG_OVERFLOW = 3
+FIELD_ZERO = 4
+LEN_PAST_END = 5
+TRUNC_FIXED = 6
+GROUP_DEPTH = 7
+GROUP_UNTERMINATED = 8
+GROUP_MISMATCH = 9
+GROUP_NO_START = 10
+INVALID_WT = 11
+WRONG_WT = 12
+PACKED_LEN = 13
+TRUNC_FLOAT = 14
+TOO_MANY = 15
+PARTIAL = 16
+CAP = 17
+CHANGED = 18
+
+
+def problem(code: int, a: int = 0, b: int = 0) -> str:
+    """The text of decode error ``code`` with its figures ``a`` and ``b``
+    (for the Flame errors, ``a`` is the slot)."""
+    if code == TRUNC_VARINT:
+        return "truncated varint"
+    if code == VARINT_OVERFLOW:
+        return "varint longer than 10 bytes or overflowing 64 bits"
+    if code == TAG_OVERFLOW:
+        return f"field tag {a} overflows 32 bits"
+    if code == FIELD_ZERO:
+        return "field number 0"
+    if code == LEN_PAST_END:
+        return f"length {a} runs past the end of its message ({b} bytes left)"
+    if code == TRUNC_FIXED:
+        return f"truncated fixed{a * 8} field {b}"
+    if code == GROUP_DEPTH:
+        return f"groups nested deeper than {MAX_DEPTH}"
+    if code == GROUP_UNTERMINATED:
+        return f"unterminated group {a}"
+    if code == GROUP_MISMATCH:
+        return f"end of group {a} inside group {b}"
+    if code == GROUP_NO_START:
+        return f"end of group {a} without a start"
+    if code == INVALID_WT:
+        return f"invalid wire type {b} for field {a}"
+    name, size = FLAME_LAYOUT[a] if 0 <= a < 7 else ("", 0)
+    if code == PACKED_LEN:
+        return f"Flame.{name}: packed length {b} is not a multiple of 4"
+    if code == TRUNC_FLOAT:
+        return f"Flame.{name}: truncated float"
+    if code == TOO_MANY:
+        return f"Flame.{name}: more than {size} floats"
+    if code == PARTIAL:
+        return f"Flame.{name}: {b} floats, expected {size} or none"
+    if code == CAP:
+        return f"more than {a} keyframes (the configured cap)"
+    if code == CHANGED:
+        return "the input changed while it was being decoded"
+    raise ValueError(f"no decode error {code}")
+
+
+def not_animation(mtype: int) -> DecodeError:
+    return error(f"expected an animation envelope (type 5), found type {mtype}", 0)
+
+
+def fail(code: int, offset: int, a: int = 0, b: int = 0) -> DecodeError:
+    """The DecodeError of ``code`` at ``offset``."""
+    return error(problem(code, a, b), offset)
+
+
 def error(problem: str, offset: int) -> DecodeError:
     return DecodeError(f"{problem} at byte {offset}", offset)
 
@@ -196,11 +269,11 @@ def read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     shift = 0
     while True:
         if pos >= end:
-            raise error("truncated varint", start)
+            raise fail(TRUNC_VARINT, start)
         b = buf[pos]
         pos += 1
         if shift == 63 and b > 1:
-            raise error("varint longer than 10 bytes or overflowing 64 bits", start)
+            raise fail(VARINT_OVERFLOW, start)
         result |= (b & 0x7F) << shift
         if b < 0x80:
             return result, pos
@@ -211,9 +284,9 @@ def read_tag(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
     start = pos
     tag, pos = read_varint(buf, pos, end)
     if tag > 0xFFFFFFFF:
-        raise error(f"field tag {tag} overflows 32 bits", start)
+        raise fail(TAG_OVERFLOW, start, tag)
     if tag >> 3 == 0:
-        raise error("field number 0", start)
+        raise fail(FIELD_ZERO, start)
     return tag >> 3, tag & 7, pos
 
 
@@ -221,7 +294,7 @@ def read_len(buf: bytes, pos: int, end: int) -> tuple[int, int]:
     start = pos
     n, pos = read_varint(buf, pos, end)
     if n > end - pos:
-        raise error(f"length {n} runs past the end of its message ({end - pos} bytes left)", start)
+        raise fail(LEN_PAST_END, start, n, end - pos)
     return n, pos
 
 
@@ -232,27 +305,27 @@ def skip_field(buf: bytes, pos: int, end: int, fnum: int, wt: int, tag_at: int, 
     if wt == 1 or wt == 5:
         size = 8 if wt == 1 else 4
         if end - pos < size:
-            raise error(f"truncated fixed{size * 8} field {fnum}", tag_at)
+            raise fail(TRUNC_FIXED, tag_at, size, fnum)
         return pos + size
     if wt == 2:
         n, pos = read_len(buf, pos, end)
         return pos + n
     if wt == 3:
         if depth >= MAX_DEPTH:
-            raise error(f"groups nested deeper than {MAX_DEPTH}", tag_at)
+            raise fail(GROUP_DEPTH, tag_at)
         while True:
             if pos >= end:
-                raise error(f"unterminated group {fnum}", tag_at)
+                raise fail(GROUP_UNTERMINATED, tag_at, fnum)
             inner_at = pos
             inner, iwt, pos = read_tag(buf, pos, end)
             if iwt == 4:
                 if inner != fnum:
-                    raise error(f"end of group {inner} inside group {fnum}", inner_at)
+                    raise fail(GROUP_MISMATCH, inner_at, inner, fnum)
                 return pos
             pos = skip_field(buf, pos, end, inner, iwt, inner_at, depth + 1)
     if wt == 4:
-        raise error(f"end of group {fnum} without a start", tag_at)
-    raise error(f"invalid wire type {wt} for field {fnum}", tag_at)
+        raise fail(GROUP_NO_START, tag_at, fnum)
+    raise fail(INVALID_WT, tag_at, fnum, wt)
 
 
 WIRE_NAMES = ("varint", "fixed64", "length-delimited", "start-group", "end-group", "fixed32")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ._schema import (
+    ANIMATION_FIELDS,
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_RATIO,
     FLAME_LAYOUT,
@@ -43,7 +44,13 @@ from .errors import BufferFull
 from ._wire_common import (
     KEYFRAME_WIRE_BYTES,
     SLOT_ZEROS as _SLOT_ZEROS,
-    error as _error,
+    CAP,
+    PACKED_LEN,
+    PARTIAL,
+    TOO_MANY,
+    TRUNC_FLOAT,
+    fail as _fail,
+    not_animation as _not_animation,
     read_varint as _read_varint,
     read_tag as _read_tag,
     read_len as _read_len,
@@ -149,22 +156,22 @@ def _parse_flame(buf: bytes, pos: int, end: int, collect: bool = False) -> bytes
         if wt == 2:
             n, pos = _read_len(buf, pos, end)
             if n % 4:
-                raise _error(f"Flame.{name}: packed length {n} is not a multiple of 4", tag_at)
+                raise _fail(PACKED_LEN, tag_at, slot, n)
         elif wt == 5:
             if end - pos < 4:
-                raise _error(f"Flame.{name}: truncated float", tag_at)
+                raise _fail(TRUNC_FLOAT, tag_at, slot)
             n = 4
         else:
             raise _wrong_wire_type(f"Flame.{name}", 2, wt, tag_at)
         if counts[slot] + n // 4 > size:
-            raise _error(f"Flame.{name}: more than {size} floats", tag_at)
+            raise _fail(TOO_MANY, tag_at, slot)
         counts[slot] += n // 4
         if parts is not None:
             parts[slot].append(buf[pos : pos + n])
         pos += n
     for slot, (name, size) in enumerate(FLAME_LAYOUT):
         if counts[slot] not in (0, size):
-            raise _error(f"Flame.{name}: {counts[slot]} floats, expected {size} or none", start)
+            raise _fail(PARTIAL, start, slot, counts[slot])
     if parts is None:
         return None
     return b"".join(b"".join(parts[s]) if counts[s] else _SLOT_ZEROS[s] for s in range(7))
@@ -181,7 +188,7 @@ def _parse_flame_animation(
                 raise _wrong_wire_type("FlameAnimation.keyframes", 2, wt, tag_at)
             n, pos = _read_len(buf, pos, end)
             if state.n >= max_frames:
-                raise _error(f"more than {max_frames} keyframes (the configured cap)", tag_at)
+                raise _fail(CAP, tag_at, max_frames)
             if state.rows is not None and (state.n + 1) * KEYFRAME_BYTES <= state.room:
                 state.rows.append(_parse_flame(buf, pos, pos + n, True))  # type: ignore[arg-type]
             else:
@@ -198,7 +205,7 @@ def _parse_animation(buf: bytes, pos: int, end: int, state: _Animation, max_fram
         tag_at = pos
         fnum, wt, pos = _read_tag(buf, pos, end)
         if fnum in (1, 2, 5):
-            name = ("connection_id", "req_id", "", "", "avatar_id")[fnum - 1]
+            name = ANIMATION_FIELDS[fnum - 1]
             if wt != 2:
                 raise _wrong_wire_type(f"ServerResponseAnimation.{name}", 2, wt, tag_at)
             value, pos = _read_string(buf, pos, end, f"ServerResponseAnimation.{name}")
@@ -262,7 +269,7 @@ def _parse_animation_envelope(
     room = max_ratio * len(buf) if collect else None
     mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames), room)
     if mtype != MessageType.SERVER_RESPONSE_ANIMATION:
-        raise _error(f"expected an animation envelope (type 5), found type {mtype}", 0)
+        raise _not_animation(mtype)
     if member != 6:
         return _Animation(0.0)
     _check_ratio(state.n, len(buf), max_ratio)
