@@ -9,7 +9,9 @@ the compiled code takes). Expected, for any bytes: a result or a
 or a hang; both implementations agree exactly (fields, float bits, error
 type); a decoded animation is a C-contiguous float32 (n, 120) array, encodes
 back canonically and decodes again to the same bits; error offsets lie inside
-the input.
+the input; no decode's keyframe output passes ``DEFAULT_MAX_RATIO`` times its
+input's bytes (inputs over it are a ``DecodeError``), and ``peek_animation``
+accepts exactly what ``decode_message`` accepts, with the same header.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from _runner import check, instrumented, main  # noqa: E402
 with instrumented("avatarkit_fast"):
     import avatarkit_fast.errors as errors
     import avatarkit_fast._wire_py as wire_py
+    from avatarkit_fast._schema import DEFAULT_MAX_RATIO
 
     import numpy as np
 
@@ -74,6 +77,24 @@ def _same(label, outcomes):
           f"{label}: implementations disagree: " + " vs ".join(repr(k)[:300] for k in kinds))
 
 
+def _check_ratio(msg, data):
+    """The output/input memory ratio of every decode stays within the limit."""
+    out = msg.frames.shape[0] * 480
+    check(out <= DEFAULT_MAX_RATIO * len(data),
+          f"{msg.frames.shape[0]} keyframes ({out} bytes) from {len(data)} bytes: "
+          f"past the ratio limit {DEFAULT_MAX_RATIO}")
+
+
+def _check_peek(impl, data, decoded):
+    peeked = _outcome(impl.peek_animation, data)
+    check(peeked[0] == decoded[0], f"peek_animation {peeked} vs decode_message {decoded[0]}")
+    if decoded[0] == "ok":
+        msg = decoded[1]
+        want = ((5, msg.req_id, msg.end, msg.frames.shape[0]) if hasattr(msg, "frames")
+                else (msg.type, None, None, 0))
+        check(tuple(peeked[1]) == want, f"peek_animation {peeked[1]} vs decode {want}")
+
+
 def _check_frames(msg):
     f = msg.frames
     check(isinstance(f, np.ndarray), f"frames is {type(f)}")
@@ -94,9 +115,12 @@ def _roundtrip(impl, msg):
 def one_message(data: bytes) -> None:
     outs = [_outcome(m.decode_message, data) for m in IMPLS]
     _same("decode_message", outs)
+    for m, o in zip(IMPLS, outs):
+        _check_peek(m, data, o)
     kind, msg = outs[0]
     if kind == "ok" and hasattr(msg, "frames"):
         _check_frames(msg)
+        _check_ratio(msg, data)
         encs = [_roundtrip(m, o[1]) for m, o in zip(IMPLS, outs)]
         check(all(e == encs[0] for e in encs), "encode_animation differs between implementations")
     # bytes-like inputs decode the same as bytes
@@ -110,6 +134,7 @@ def one_animation(data: bytes) -> None:
     n = None
     if kind == "ok":
         _check_frames(msg)
+        _check_ratio(msg, data)
         n = msg.frames.shape[0]
         encs = [_roundtrip(m, o[1]) for m, o in zip(IMPLS, outs)]
         check(all(e == encs[0] for e in encs), "encode_animation differs between implementations")
@@ -127,12 +152,21 @@ def one_animation(data: bytes) -> None:
             else:
                 check(capped[0] == "ok" and capped[1].frames.tobytes() == msg.frames.tobytes(),
                       "max_frames=2 changed a small result")
+        # the ratio limit: without it the same frames, or more where it refused
+        free = _outcome(m.decode_animation, data, max_ratio=float("inf"))
+        if kind == "ok":
+            check(free[0] == "ok" and free[1].frames.tobytes() == msg.frames.tobytes(),
+                  "max_ratio=inf changed a result")
+        elif free[0] == "ok":
+            check(free[1].frames.shape[0] * 480 > DEFAULT_MAX_RATIO * len(data),
+                  "decode_animation refused, with no ratio limit accepted, under the limit")
         # decoding into a caller's buffer
         out = np.full((2, 120), 7.0, np.float32)
         into = _outcome(m.decode_animation_into, memoryview(data), out)
         if kind == "ok" and n <= 2:
             check(into[0] == "ok", f"decode_animation_into failed: {into}")
             res = into[1]
+            _check_ratio(res, data)
             check(res.frames.shape == (n, 120) and res.frames.tobytes() == msg.frames.tobytes(),
                   "decode_animation_into frames differ")
             check(n == 0 or np.shares_memory(res.frames, out), "decode_animation_into did not use out")

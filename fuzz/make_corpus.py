@@ -66,6 +66,9 @@ def wire_seeds(doc, envs) -> dict[str, bytes]:
     seeds["anim-merged-fields"] = (pb.f_varint(1, 5) + pb.f_bytes(6, pb.f_bytes(2, "old") + pb.f_bytes(4, pb.f_bytes(1, kfs[2][0])))
                                    + pb.f_bytes(6, pb.f_bytes(2, req) + pb.f_bytes(4, pb.f_bytes(1, kfs[2][1]))))
     seeds["anim-real-head-truncated"] = envs[0][:160]
+    # empty keyframes (2 bytes each, 480 decoded): around the output/input ratio limit
+    seeds["anim-empty-keyframes-over-ratio"] = pb.animation_envelope([b""] * 64, req_id=req)
+    seeds["anim-empty-keyframes-padded"] = pb.animation_envelope([b""] * 4, req_id=req) + pb.f_bytes(15, bytes(230))
     assert pb.field(sra0, 2) == req.encode()
     # the other envelope types
     seeds["error"] = pb.error_envelope(4003, "concurrency limit", req_id=req, connection_id=conn)

@@ -1,23 +1,17 @@
 """A tiny protobuf wire-format writer and splitter, independent of the codec
-under test, used to derive seed inputs from the real recording and to build
+under test (it shares only the schema's varint writer), used to derive seed inputs from the real recording and to build
 envelopes in the fault and soak tools."""
 
 from __future__ import annotations
 
 import struct
 
+from avatarkit_fast._schema import varint as _varint
+
 
 def varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    """``n`` modulo 2**64 as a varint (the schema's one writer)."""
+    return _varint(n & ((1 << 64) - 1))
 
 
 def key(field: int, wire_type: int) -> bytes:

@@ -5,16 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from avatarkit_fast._schema import varint
 
-def varint(v: int) -> bytes:
-    if v < 0:
-        v += 1 << 64
-    out = bytearray()
-    while v >= 0x80:
-        out.append(v & 0x7F | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
+__all__ = ["varint", "tag", "ld", "packed", "unpacked"]
 
 
 def tag(fnum: int, wt: int) -> bytes:

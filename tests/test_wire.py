@@ -3,10 +3,13 @@ test runs on the compiled codec and its pure twin (``impl.wire``)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from avatarkit_fast import AvatarKitError, DecodeError
+from avatarkit_fast._schema import FLAME_GROUPS
 
 protoref = pytest.importorskip("avatarkit_fast.testing.protoref")
 pytest.importorskip("google.protobuf")
@@ -70,7 +73,8 @@ def test_decode_error_is_value_error_and_package_error(impl, recording):
 from protowire import ld, packed, tag, unpacked, varint  # noqa: E402
 
 
-SLOTS = [(1, 0, 3), (2, 3, 3), (3, 6, 3), (4, 9, 3), (5, 12, 6), (6, 18, 2), (7, 20, 100)]
+# (field number, offset, size) of each Flame group
+SLOTS = [(i + 1, offset, size) for i, (_, offset, size) in enumerate(FLAME_GROUPS)]
 
 
 def row(seed: int) -> np.ndarray:
@@ -125,7 +129,8 @@ def test_unpacked_mixed_and_reordered_flames(impl):
 
 def test_absent_flame_fields_are_zeros(impl):
     a = row(3)
-    m = impl.wire.decode_animation(envelope(flame(a, skip=(2, 7)), b""))
+    # a keyframe with no fields decodes to 480 bytes from 2: past the default ratio
+    m = impl.wire.decode_animation(envelope(flame(a, skip=(2, 7)), b""), max_ratio=math.inf)
     expected = a.copy()
     expected[3:6] = 0
     expected[20:] = 0
@@ -328,11 +333,14 @@ def test_max_frames_cap(impl, recording):
             fn(env, max_frames=99)
     with pytest.raises(ValueError):
         impl.wire.decode_animation(env, max_frames=-1)
-    # empty keyframes are 2 bytes each: the cap is what bounds the output
+    # empty keyframes are 2 bytes each: with no ratio limit the cap bounds the output
     many = envelope(*[b""] * 1000)
-    assert impl.wire.count_keyframes(many) == 1000
-    with pytest.raises(DecodeError):
-        impl.wire.decode_animation(many, max_frames=999)
+    assert impl.wire.count_keyframes(many, max_ratio=math.inf) == 1000
+    with pytest.raises(DecodeError, match="cap"):
+        impl.wire.decode_animation(many, max_frames=999, max_ratio=math.inf)
+    # and by default the ratio limit does (tests/test_wire_limits.py)
+    with pytest.raises(DecodeError, match="max_ratio"):
+        impl.wire.decode_animation(many)
 
 
 # ---------------------------------------------------------------------------
@@ -532,6 +540,27 @@ def test_constants(impl):
     assert w.MessageType.SERVER_RESPONSE_ANIMATION == 5
     assert w.MessageType.CLIENT_INTERRUPT == 7
     assert w.DEFAULT_MAX_FRAMES >= 1000
+
+
+def test_schema_is_defined_once():
+    """The FLAME layout, with offsets, and the rates: one definition that
+    the controller, the local server and the renderer take."""
+    from avatarkit_fast import _schema, _wire_py, controller
+    from avatarkit_fast.server import motion
+    from avatarkit_fast.testing import protoref
+
+    assert _schema.FLAME_GROUPS == (
+        ("translation", 0, 3), ("rotation", 3, 3), ("neck_pose", 6, 3), ("jaw_pose", 9, 3),
+        ("eye_pose", 12, 6), ("eye_lid", 18, 2), ("expression", 20, 100),
+    )  # fmt: skip
+    assert _schema.KEYFRAME_FLOATS == 120 and _schema.FPS == 25
+    assert _schema.SAMPLE_RATES == (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+    assert controller.SAMPLE_RATES is _schema.SAMPLE_RATES
+    assert controller.KEYFRAME_FLOATS == 120
+    assert motion.SUPPORTED_SAMPLE_RATES is _schema.SAMPLE_RATES
+    assert _wire_py.FLAME_LAYOUT is _schema.FLAME_LAYOUT
+    assert [(n, s) for n, _, s in protoref.FLAME_FIELDS] == list(_schema.FLAME_LAYOUT)
+    assert _schema.varint(300) == b"\xac\x02" and _schema.varint(-1) == b"\xff" * 9 + b"\x01"
 
 
 def test_public_module_exports_everything(impl):

@@ -1,8 +1,9 @@
 """AvatarKit wire codec, compiled implementation.
 
-Same behaviour as the pure twin ``_wire_py`` (which also supplies the
-message dataclasses, the control-message codecs and the error texts); this
-module owns the hot path, animation envelopes:
+Same behaviour as the pure twin ``_wire_py``; both take the message
+dataclasses, the control-message codec and the error texts from
+``_wire_common`` and the schema from ``_schema``.  This module owns the hot
+path, animation envelopes:
 
 - pass 1 walks the whole envelope through a bounded cursor, validating every
   field and counting keyframes, and allocates nothing from the wire;
@@ -30,29 +31,61 @@ cimport numpy as cnp
 
 import numpy as np
 
-from . import _wire_py as _py
-from ._wire_py import (
+from . import _wire_common as _common
+from ._schema import (
+    ANIMATION_FIELDS,
     DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_RATIO,
     FLAME_LAYOUT,
     KEYFRAME_FLOATS,
+    TYPE_MEMBER,
+    MessageType,
+)
+from ._wire_common import (
     KEYFRAME_WIRE_BYTES,
     AgoraEgressConfig,
+    AnimationHeader,
     AnimationMessage,
     ClientAudioInput,
     ClientConfigureSession,
     ClientInterrupt,
     LiveKitEgressConfig,
     Message,
-    MessageType,
     OtherMessage,
     ServerConfirmSession,
     ServerErrorMessage,
     TraceContext,
-    encode_message,
+    encode_message_with,
 )
 from .errors import BufferFull
 
-__all__ = _py.__all__
+__all__ = [
+    "AgoraEgressConfig",
+    "AnimationHeader",
+    "AnimationMessage",
+    "ClientAudioInput",
+    "ClientConfigureSession",
+    "ClientInterrupt",
+    "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_RATIO",
+    "FLAME_LAYOUT",
+    "KEYFRAME_FLOATS",
+    "KEYFRAME_WIRE_BYTES",
+    "LiveKitEgressConfig",
+    "Message",
+    "MessageType",
+    "OtherMessage",
+    "ServerConfirmSession",
+    "ServerErrorMessage",
+    "TraceContext",
+    "count_keyframes",
+    "decode_animation",
+    "decode_animation_into",
+    "decode_message",
+    "encode_animation",
+    "encode_message",
+    "peek_animation",
+]
 
 cnp.import_array()
 
@@ -71,9 +104,9 @@ cdef bint _portable_load = AKF_HOST_BIG_ENDIAN
 cdef Py_ssize_t SLOT_SIZES[7]
 cdef Py_ssize_t SLOT_OFFSETS[7]
 SLOT_SIZES[:] = [size for _, size in FLAME_LAYOUT]
-SLOT_OFFSETS[:] = list(_py._SLOT_OFFSETS)
+SLOT_OFFSETS[:] = list(_common.SLOT_OFFSETS)
 
-cdef int MAX_DEPTH = _py._MAX_DEPTH
+cdef int MAX_DEPTH = _common.MAX_DEPTH
 cdef int KF = KEYFRAME_FLOATS
 
 # Canonical keyframe bytes: before each slot's floats, a header run
@@ -85,8 +118,8 @@ cdef Py_ssize_t KF_WIRE = KEYFRAME_WIRE_BYTES
 
 
 def _init_template():
-    template = _py._KEYFRAME_TEMPLATE
-    cols = _py._KEYFRAME_FLOAT_COLS
+    template = _common.KEYFRAME_TEMPLATE
+    cols = _common.KEYFRAME_FLOAT_COLS
     assert len(template) <= 512
     for i in range(len(template)):
         KF_TEMPLATE[i] = template[i]
@@ -113,7 +146,7 @@ def _use_portable_load(bint on):
 
 # ---------------------------------------------------------------------------
 # Errors: C code raises through ``_fail`` (which takes the GIL); the texts
-# are the twin's.
+# are _wire_common's.
 
 cdef enum:
     E_TRUNC_VARINT = 1
@@ -142,7 +175,7 @@ cdef enum:
     W_KEYFRAMES = 20
     W_FLAME = 30          # + slot
 
-_SRA_NAMES = ("connection_id", "req_id", "end", "animation", "avatar_id")
+_SRA_NAMES = ANIMATION_FIELDS
 
 
 def _what(unsigned long long code):
@@ -158,49 +191,24 @@ def _what(unsigned long long code):
     return f"Flame.{FLAME_LAYOUT[code - W_FLAME][0]}", 2
 
 
-def _problem(int code, unsigned long long a, unsigned long long b):
-    if code == E_TRUNC_VARINT:
-        return "truncated varint"
-    if code == E_VARINT_OVERFLOW:
-        return "varint longer than 10 bytes or overflowing 64 bits"
-    if code == E_TAG_OVERFLOW:
-        return f"field tag {a} overflows 32 bits"
-    if code == E_FIELD_ZERO:
-        return "field number 0"
-    if code == E_LEN_PAST_END:
-        return f"length {a} runs past the end of its message ({b} bytes left)"
-    if code == E_TRUNC_FIXED:
-        return f"truncated fixed{a * 8} field {b}"
-    if code == E_GROUP_DEPTH:
-        return f"groups nested deeper than {MAX_DEPTH}"
-    if code == E_GROUP_UNTERMINATED:
-        return f"unterminated group {a}"
-    if code == E_GROUP_MISMATCH:
-        return f"end of group {a} inside group {b}"
-    if code == E_GROUP_NO_START:
-        return f"end of group {a} without a start"
-    if code == E_INVALID_WT:
-        return f"invalid wire type {b} for field {a}"
-    name, size = FLAME_LAYOUT[a] if a < 7 else ("", 0)
-    if code == E_PACKED_LEN:
-        return f"Flame.{name}: packed length {b} is not a multiple of 4"
-    if code == E_TRUNC_FLOAT:
-        return f"Flame.{name}: truncated float"
-    if code == E_TOO_MANY:
-        return f"Flame.{name}: more than {size} floats"
-    if code == E_PARTIAL:
-        return f"Flame.{name}: {b} floats, expected {size} or none"
-    if code == E_CAP:
-        return f"more than {a} keyframes (the configured cap)"
-    return "the input changed while it was being decoded"
+# The texts are _wire_common's, by the same codes.
+assert (E_TRUNC_VARINT, E_VARINT_OVERFLOW, E_TAG_OVERFLOW, E_FIELD_ZERO, E_LEN_PAST_END,
+        E_TRUNC_FIXED, E_GROUP_DEPTH, E_GROUP_UNTERMINATED, E_GROUP_MISMATCH,
+        E_GROUP_NO_START, E_INVALID_WT, E_WRONG_WT, E_PACKED_LEN, E_TRUNC_FLOAT, E_TOO_MANY,
+        E_PARTIAL, E_CAP, E_CHANGED) == (
+    _common.TRUNC_VARINT, _common.VARINT_OVERFLOW, _common.TAG_OVERFLOW, _common.FIELD_ZERO,
+    _common.LEN_PAST_END, _common.TRUNC_FIXED, _common.GROUP_DEPTH,
+    _common.GROUP_UNTERMINATED, _common.GROUP_MISMATCH, _common.GROUP_NO_START,
+    _common.INVALID_WT, _common.WRONG_WT, _common.PACKED_LEN, _common.TRUNC_FLOAT,
+    _common.TOO_MANY, _common.PARTIAL, _common.CAP, _common.CHANGED)
 
 
 cdef int _fail(int code, Py_ssize_t offset, unsigned long long a=0,
                unsigned long long b=0) except -1 with gil:
     if code == E_WRONG_WT:
         what, expected = _what(a)
-        raise _py._wrong_wire_type(what, expected, b, offset)
-    raise _py._error(_problem(code, a, b), offset)
+        raise _common.wrong_wire_type(what, expected, b, offset)
+    raise _common.fail(code, offset, a, b)
 
 
 # ---------------------------------------------------------------------------
@@ -356,13 +364,13 @@ cdef extern from *:
 
 def _check_canonical():
     """The C fast path must agree with the twin's canonical keyframe."""
-    template = _py._KEYFRAME_TEMPLATE
+    template = _common.KEYFRAME_TEMPLATE
     body = template[3:]
     assert template[:3] == b"\x0a\xef\x03" and len(body) == 495
     assert akf_is_canonical(body, len(body))
     floats = np.arange(KEYFRAME_FLOATS, dtype="<f4")
     wire = bytearray(body)
-    wire_cols = _py._KEYFRAME_FLOAT_COLS - 3
+    wire_cols = _common.KEYFRAME_FLOAT_COLS - 3
     wire_arr = np.frombuffer(wire, dtype=np.uint8).copy()
     wire_arr[wire_cols] = floats.view(np.uint8)
     row = np.zeros(KEYFRAME_FLOATS, dtype=np.float32)
@@ -472,7 +480,7 @@ cdef object _read_string(const uint8_t* buf, Py_ssize_t* pos, Py_ssize_t end, in
     try:
         return (<const char*>buf)[at:at + n].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _py._error(
+        raise _common.error(
             f"ServerResponseAnimation.{_SRA_NAMES[field - 1]} is not valid UTF-8",
             at + exc.start,
         ) from None
@@ -540,13 +548,13 @@ cdef int _scan_envelope(const uint8_t* buf, Py_ssize_t end, _Scan st, Py_ssize_t
                 st.eff_start = tag_at
                 st.connection_id = st.req_id = st.avatar_id = ""
                 st.end = False
-                st.other = None if fnum == 6 else _py._MEMBER_CLASSES[fnum]()
+                st.other = None if fnum == 6 else _common.MEMBER_CLASSES[fnum]()
             if fnum == 6:
                 _scan_animation(buf, pos, pos + n, st, max_frames)
             else:
                 if src is None:
                     src = PyBytes_FromStringAndSize(<const char*>buf, end)
-                _py._parse_fields(src, pos, pos + n, st.other, 0)
+                _common.parse_fields(src, pos, pos + n, st.other, 0)
             pos += n
         else:
             _skip(buf, &pos, end, fnum, wt, tag_at, 0)
@@ -635,18 +643,32 @@ cdef _Scan _scan(_Input inp, object max_frames):
     if type(max_frames) is int and 0 <= max_frames <= PY_SSIZE_T_MAX:
         cap = max_frames
     else:  # the twin converts or refuses it
-        cap = min(_py._check_max_frames(max_frames), PY_SSIZE_T_MAX)
+        cap = min(_common.check_max_frames(max_frames), PY_SSIZE_T_MAX)
     cdef _Scan st = _Scan()
     _scan_envelope(inp.buf, inp.size, st, cap, inp.src)
     return st
 
 
-cdef _Scan _scan_animation_envelope(_Input inp, object max_frames):
+cdef double _ratio_limit(object max_ratio) except -1.0:
+    if type(max_ratio) is float and max_ratio > 0:
+        return max_ratio
+    return _common.check_max_ratio(max_ratio)
+
+
+cdef int _check_ratio(_Scan st, Py_ssize_t size, double limit) except -1:
+    """The ``max_ratio`` limit on the current animation member's keyframes."""
+    cdef Py_ssize_t n = st.n if st.member == 6 else 0
+    if <double>n * (4 * KF) > limit * <double>size:
+        _common.check_ratio(n, size, limit)  # raises, with the twin's text
+    return 0
+
+
+cdef _Scan _scan_animation_envelope(_Input inp, object max_frames, object max_ratio):
+    cdef double limit = _ratio_limit(max_ratio)
     cdef _Scan st = _scan(inp, max_frames)
     if st.mtype != 5:
-        raise _py._error(
-            f"expected an animation envelope (type 5), found type {st.mtype}", 0
-        )
+        raise _common.not_animation(st.mtype)
+    _check_ratio(st, inp.size, limit)
     return st
 
 
@@ -663,26 +685,29 @@ cdef object _animation(_Input inp, _Scan st):
     return AnimationMessage(5, st.connection_id, st.req_id, st.end, st.avatar_id, frames)
 
 
-def decode_animation(data, *, max_frames=DEFAULT_MAX_FRAMES):
+def decode_animation(data, *, max_frames=DEFAULT_MAX_FRAMES, max_ratio=DEFAULT_MAX_RATIO):
     """Decodes an animation envelope (type 5) from any bytes-like object.
 
-    Raises DecodeError for malformed input, another message type, or more
-    than ``max_frames`` keyframes.
+    Raises DecodeError for malformed input, another message type, more
+    than ``max_frames`` keyframes, or keyframes whose decoded bytes
+    (``480 * n``) would pass ``max_ratio`` times the input's bytes (default
+    8: a real envelope decodes to 0.96 times its size; ``math.inf`` for no
+    limit).  The limits are checked before anything is copied.
     """
     cdef _Input inp = _Input(data)
-    return _animation(inp, _scan_animation_envelope(inp, max_frames))
+    return _animation(inp, _scan_animation_envelope(inp, max_frames, max_ratio))
 
 
-def decode_animation_into(data, out, *, max_frames=DEFAULT_MAX_FRAMES):
+def decode_animation_into(data, out, *, max_frames=DEFAULT_MAX_FRAMES, max_ratio=DEFAULT_MAX_RATIO):
     """Like :func:`decode_animation`, but writes the n keyframes to ``out[:n]``
     and returns a message whose ``frames`` is that view.
 
     Raises BufferFull (and leaves ``out`` untouched) if n > len(out); ``out``
     is also untouched when DecodeError is raised.
     """
-    _py._check_out(out)
+    _common.check_out(out)
     cdef _Input inp = _Input(data)
-    cdef _Scan st = _scan_animation_envelope(inp, max_frames)
+    cdef _Scan st = _scan_animation_envelope(inp, max_frames, max_ratio)
     cdef Py_ssize_t n = st.n if st.member == 6 else 0
     cdef Py_ssize_t rows = out.shape[0]
     if n > rows:
@@ -694,26 +719,56 @@ def decode_animation_into(data, out, *, max_frames=DEFAULT_MAX_FRAMES):
     return AnimationMessage(5, st.connection_id, st.req_id, st.end, st.avatar_id, out[:n])
 
 
-def count_keyframes(data, *, max_frames=DEFAULT_MAX_FRAMES):
+def count_keyframes(data, *, max_frames=DEFAULT_MAX_FRAMES, max_ratio=DEFAULT_MAX_RATIO):
     """Validates an animation envelope exactly as :func:`decode_animation`
     does and returns its number of keyframes."""
-    cdef _Scan st = _scan_animation_envelope(_Input(data), max_frames)
+    cdef _Scan st = _scan_animation_envelope(_Input(data), max_frames, max_ratio)
     return st.n if st.member == 6 else 0
 
 
-def decode_message(data, *, max_frames=DEFAULT_MAX_FRAMES):
+def peek_animation(data, *, max_frames=DEFAULT_MAX_FRAMES, max_ratio=DEFAULT_MAX_RATIO):
+    """The header of any envelope, validated but with no keyframe copied.
+
+    Accepts exactly the inputs :func:`decode_message` accepts (with the same
+    ``max_frames`` and ``max_ratio``) and raises the same DecodeError for the others, so a
+    successful peek means the envelope decodes.  Returns an
+    :class:`AnimationHeader`: for an animation envelope (type 5) its
+    ``req_id``, ``end`` and keyframe count, as :func:`decode_animation` would
+    give them; for any other type, that type with ``req_id`` and ``end`` None
+    and ``n_keyframes`` 0.
+    """
+    cdef _Input inp = _Input(data)
+    cdef double limit = _ratio_limit(max_ratio)
+    cdef _Scan st = _scan(inp, max_frames)
+    # tuple.__new__ straight: the NamedTuple's Python-level __new__ would cost
+    # more than the scan of a small envelope.
+    if st.mtype != 5:
+        return _tuple_new(AnimationHeader, (st.mtype, None, None, 0))
+    if st.member != 6:
+        return _tuple_new(AnimationHeader, (5, "", False, 0))
+    _check_ratio(st, inp.size, limit)
+    return _tuple_new(AnimationHeader, (5, st.req_id, st.end, st.n))
+
+
+_tuple_new = tuple.__new__
+
+
+def decode_message(data, *, max_frames=DEFAULT_MAX_FRAMES, max_ratio=DEFAULT_MAX_RATIO):
     """Decodes any envelope, dispatching on ``Message.type`` as the server SDK
     does: the dataclass for types 1, 2, 3, 4, 5, 7 (defaults if the oneof holds
     another member) and :class:`OtherMessage` for any other type.  Raises
-    DecodeError only for malformed bytes."""
+    DecodeError for malformed bytes and, for an animation, past ``max_frames``
+    or ``max_ratio`` (see :func:`decode_animation`)."""
     cdef _Input inp = _Input(data)
+    cdef double limit = _ratio_limit(max_ratio)
     cdef _Scan st = _scan(inp, max_frames)
-    want = _py._TYPE_MEMBER.get(st.mtype)
+    want = TYPE_MEMBER.get(st.mtype)
     if want is None:
         return OtherMessage(st.mtype)
     if want == 6:
+        _check_ratio(st, inp.size, limit)
         return _animation(inp, st)
-    return st.other if st.member == want else _py._MEMBER_CLASSES[want]()
+    return st.other if st.member == want else _common.MEMBER_CLASSES[want]()
 
 
 # ---------------------------------------------------------------------------
@@ -767,10 +822,10 @@ def encode_animation(frames, *, req_id, connection_id="", end=False, avatar_id="
     """Encodes an animation envelope in the canonical form the server emits:
     fields in number order, every Flame field packed and full, empty strings
     and ``end=False`` omitted, the ``animation`` field always present."""
-    arr = _py._as_frames(frames)  # little-endian float32, C-contiguous
-    cdef bytes conn = _py._utf8(connection_id, "connection_id")
-    cdef bytes req = _py._utf8(req_id, "req_id")
-    cdef bytes avatar = _py._utf8(avatar_id, "avatar_id")
+    arr = _common.as_frames(frames)  # little-endian float32, C-contiguous
+    cdef bytes conn = _common.utf8(connection_id, "connection_id")
+    cdef bytes req = _common.utf8(req_id, "req_id")
+    cdef bytes avatar = _common.utf8(avatar_id, "avatar_id")
     cdef bint is_end = bool(end)
     cdef Py_ssize_t n = arr.shape[0]
     cdef Py_ssize_t anim_len = n * KF_WIRE
@@ -800,3 +855,10 @@ def encode_animation(frames, *, req_id, connection_id="", end=False, avatar_id="
     p = _put_string(p, 5, avatar)
     assert p == <uint8_t*>PyBytes_AS_STRING(result) + total
     return result
+
+
+def encode_message(msg):
+    """Encodes any message dataclass as an envelope: ``type`` (omitted when 0)
+    then the oneof member for the message's class (always present; none for
+    :class:`OtherMessage`).  Maps are written in insertion order."""
+    return encode_message_with(msg, encode_animation)

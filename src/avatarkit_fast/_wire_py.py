@@ -3,7 +3,8 @@
 Decodes and encodes the protobuf ``message.Message`` envelopes that the
 AvatarKit server SDK exchanges, without the ``protobuf`` package.  The
 compiled twin ``_wire_c`` has the same behaviour and takes its message types
-from here; any change to the animation path lands in both in the same commit.
+from ``_wire_common``, as this module does; any change to the animation path
+lands in both in the same commit.
 
 Accepted input is every valid proto3 encoding of the schema below: fields in
 any order, packed and unpacked (or mixed) repeated floats, unknown fields of
@@ -25,21 +26,74 @@ Schema (package ``message``)::
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-from .errors import BufferFull, DecodeError, EncodeError
+from ._schema import (
+    ANIMATION_FIELDS,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_RATIO,
+    FLAME_LAYOUT,
+    KEYFRAME_BYTES,
+    KEYFRAME_FLOATS,
+    TYPE_MEMBER,
+    MessageType,
+)
+from .errors import BufferFull
+from ._wire_common import (
+    KEYFRAME_WIRE_BYTES,
+    SLOT_ZEROS as _SLOT_ZEROS,
+    CAP,
+    PACKED_LEN,
+    PARTIAL,
+    TOO_MANY,
+    TRUNC_FLOAT,
+    fail as _fail,
+    not_animation as _not_animation,
+    read_varint as _read_varint,
+    read_tag as _read_tag,
+    read_len as _read_len,
+    skip_field as _skip_field,
+    wrong_wire_type as _wrong_wire_type,
+    read_string as _read_string,
+    int32 as _int32,
+    parse_fields as _parse_fields,
+    MEMBER_CLASSES as _MEMBER_CLASSES,
+    as_bytes as _as_bytes,
+    check_max_frames as _check_max_frames,
+    check_max_ratio as _check_max_ratio,
+    check_ratio as _check_ratio,
+    check_out as _check_out,
+    len_field as _len_field,
+    string_field as _string_field,
+    KEYFRAME_TEMPLATE as _KEYFRAME_TEMPLATE,
+    KEYFRAME_FLOAT_COLS as _KEYFRAME_FLOAT_COLS,
+    as_frames as _as_frames,
+    AgoraEgressConfig,
+    AnimationHeader,
+    AnimationMessage,
+    ClientAudioInput,
+    ClientConfigureSession,
+    ClientInterrupt,
+    LiveKitEgressConfig,
+    Message,
+    OtherMessage,
+    ServerConfirmSession,
+    ServerErrorMessage,
+    TraceContext,
+    encode_message_with,
+)
 
 __all__ = [
     "AgoraEgressConfig",
+    "AnimationHeader",
     "AnimationMessage",
     "ClientAudioInput",
     "ClientConfigureSession",
     "ClientInterrupt",
     "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_RATIO",
     "FLAME_LAYOUT",
     "KEYFRAME_FLOATS",
     "KEYFRAME_WIRE_BYTES",
@@ -56,275 +110,8 @@ __all__ = [
     "decode_message",
     "encode_animation",
     "encode_message",
+    "peek_animation",
 ]
-
-# ---------------------------------------------------------------------------
-# Constants
-
-#: Flame fields in wire order: (name, number of float32 values).
-FLAME_LAYOUT: tuple[tuple[str, int], ...] = (
-    ("translation", 3),
-    ("rotation", 3),
-    ("neck_pose", 3),
-    ("jaw_pose", 3),
-    ("eye_pose", 6),
-    ("eye_lid", 2),
-    ("expression", 100),
-)
-#: Floats per keyframe (one row of ``AnimationMessage.frames``).
-KEYFRAME_FLOATS = 120
-#: Default cap on keyframes in one envelope (a real envelope holds <= 100).
-DEFAULT_MAX_FRAMES = 100_000
-
-_SLOT_SIZES = tuple(size for _, size in FLAME_LAYOUT)
-_SLOT_OFFSETS = tuple(sum(_SLOT_SIZES[:i]) for i in range(len(_SLOT_SIZES)))
-_SLOT_ZEROS = tuple(bytes(4 * size) for size in _SLOT_SIZES)
-# Unknown groups may nest; deeper than this is treated as an attack.
-_MAX_DEPTH = 64
-
-assert sum(_SLOT_SIZES) == KEYFRAME_FLOATS
-
-
-class MessageType(enum.IntEnum):
-    """``Message.type``.  Decoded messages carry a plain ``int`` (proto3 enums
-    are open), which compares equal to these members."""
-
-    UNSPECIFIED = 0
-    CLIENT_CONFIGURE_SESSION = 1
-    SERVER_CONFIRM_SESSION = 2
-    CLIENT_AUDIO_INPUT = 3
-    SERVER_ERROR = 4
-    SERVER_RESPONSE_ANIMATION = 5
-    CLIENT_INTERRUPT = 7
-
-
-# ---------------------------------------------------------------------------
-# Message types
-
-
-def _empty_frames() -> np.ndarray:
-    return np.zeros((0, KEYFRAME_FLOATS), dtype=np.float32)
-
-
-@dataclass(eq=False)
-class AnimationMessage:
-    """A ``ServerResponseAnimation`` envelope; ``frames`` is a C-contiguous
-    float32 array of shape (n, 120) in Flame field order."""
-
-    type: int = 5  # MessageType.SERVER_RESPONSE_ANIMATION
-    connection_id: str = ""
-    req_id: str = ""
-    end: bool = False
-    avatar_id: str = ""
-    frames: np.ndarray = field(default_factory=_empty_frames)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, AnimationMessage):
-            return NotImplemented
-        return (
-            (self.type, self.connection_id, self.req_id, self.end, self.avatar_id)
-            == (other.type, other.connection_id, other.req_id, other.end, other.avatar_id)
-            and self.frames.shape == other.frames.shape
-            # Bitwise, so that NaN payloads and -0.0 compare as encoded.
-            and bytes(np.ascontiguousarray(self.frames, dtype=np.float32).data)
-            == bytes(np.ascontiguousarray(other.frames, dtype=np.float32).data)
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-@dataclass
-class ServerErrorMessage:
-    """A ``ServerError`` envelope (type 4)."""
-
-    type: int = 4  # MessageType.SERVER_ERROR
-    connection_id: str = ""
-    req_id: str = ""
-    code: int = 0
-    message: str = ""
-
-
-@dataclass
-class ServerConfirmSession:
-    """The server's handshake reply (type 2)."""
-
-    type: int = 2  # MessageType.SERVER_CONFIRM_SESSION
-    connection_id: str = ""
-
-
-@dataclass
-class ClientInterrupt:
-    """The client cancels a request (type 7)."""
-
-    type: int = 7  # MessageType.CLIENT_INTERRUPT
-    req_id: str = ""
-
-
-@dataclass
-class TraceContext:
-    """W3C trace context carried by ``ClientAudioInput``."""
-
-    traceparent: str = ""
-    tracestate: str = ""
-
-
-@dataclass
-class ClientAudioInput:
-    """A chunk of the client's speech audio (type 3)."""
-
-    type: int = 3  # MessageType.CLIENT_AUDIO_INPUT
-    req_id: str = ""
-    end: bool = False
-    audio: bytes = b""
-    trace_context: TraceContext | None = None
-
-
-@dataclass
-class LiveKitEgressConfig:
-    url: str = ""
-    api_key: str = ""
-    api_secret: str = ""
-    room_name: str = ""
-    publisher_id: str = ""
-    extra_attributes: dict[str, str] = field(default_factory=dict)
-    idle_timeout: int = 0
-    api_token: str = ""
-
-
-@dataclass
-class AgoraEgressConfig:
-    channel_name: str = ""
-    token: str = ""
-    uid: int = 0
-    publisher_id: str = ""
-
-
-@dataclass
-class ClientConfigureSession:
-    """The client's handshake request (type 1).  ``audio_format``: 0 PCM
-    s16le, 1 Ogg Opus; ``egress_type``: 0 none, 1 LiveKit, 2 Agora."""
-
-    type: int = 1  # MessageType.CLIENT_CONFIGURE_SESSION
-    sample_rate: int = 0
-    bitrate: int = 0
-    audio_format: int = 0
-    transport_compression: int = 0
-    egress_type: int = 0
-    livekit_egress: LiveKitEgressConfig | None = None
-    agora_egress: AgoraEgressConfig | None = None
-    extra_params: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class OtherMessage:
-    """An envelope of a type this codec does not model (e.g. 0 or 6)."""
-
-    type: int
-
-
-Message = Union[
-    AnimationMessage,
-    ServerErrorMessage,
-    ServerConfirmSession,
-    ClientInterrupt,
-    ClientAudioInput,
-    ClientConfigureSession,
-    OtherMessage,
-]
-
-# ---------------------------------------------------------------------------
-# The bounded cursor: every read is checked against ``end`` (the end of the
-# enclosing message) before it happens.  ``buf`` is always ``bytes``.
-
-
-def _error(problem: str, offset: int) -> DecodeError:
-    return DecodeError(f"{problem} at byte {offset}", offset)
-
-
-def _read_varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    start = pos
-    result = 0
-    shift = 0
-    while True:
-        if pos >= end:
-            raise _error("truncated varint", start)
-        b = buf[pos]
-        pos += 1
-        if shift == 63 and b > 1:
-            raise _error("varint longer than 10 bytes or overflowing 64 bits", start)
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _read_tag(buf: bytes, pos: int, end: int) -> tuple[int, int, int]:
-    start = pos
-    tag, pos = _read_varint(buf, pos, end)
-    if tag > 0xFFFFFFFF:
-        raise _error(f"field tag {tag} overflows 32 bits", start)
-    if tag >> 3 == 0:
-        raise _error("field number 0", start)
-    return tag >> 3, tag & 7, pos
-
-
-def _read_len(buf: bytes, pos: int, end: int) -> tuple[int, int]:
-    start = pos
-    n, pos = _read_varint(buf, pos, end)
-    if n > end - pos:
-        raise _error(f"length {n} runs past the end of its message ({end - pos} bytes left)", start)
-    return n, pos
-
-
-def _skip_field(buf: bytes, pos: int, end: int, fnum: int, wt: int, tag_at: int, depth: int) -> int:
-    """Skips the value of an unknown field; returns the position after it."""
-    if wt == 0:
-        return _read_varint(buf, pos, end)[1]
-    if wt == 1 or wt == 5:
-        size = 8 if wt == 1 else 4
-        if end - pos < size:
-            raise _error(f"truncated fixed{size * 8} field {fnum}", tag_at)
-        return pos + size
-    if wt == 2:
-        n, pos = _read_len(buf, pos, end)
-        return pos + n
-    if wt == 3:
-        if depth >= _MAX_DEPTH:
-            raise _error(f"groups nested deeper than {_MAX_DEPTH}", tag_at)
-        while True:
-            if pos >= end:
-                raise _error(f"unterminated group {fnum}", tag_at)
-            inner_at = pos
-            inner, iwt, pos = _read_tag(buf, pos, end)
-            if iwt == 4:
-                if inner != fnum:
-                    raise _error(f"end of group {inner} inside group {fnum}", inner_at)
-                return pos
-            pos = _skip_field(buf, pos, end, inner, iwt, inner_at, depth + 1)
-    if wt == 4:
-        raise _error(f"end of group {fnum} without a start", tag_at)
-    raise _error(f"invalid wire type {wt} for field {fnum}", tag_at)
-
-
-_WIRE_NAMES = ("varint", "fixed64", "length-delimited", "start-group", "end-group", "fixed32")
-
-
-def _wrong_wire_type(what: str, expected: int, wt: int, tag_at: int) -> DecodeError:
-    found = _WIRE_NAMES[wt] if wt < len(_WIRE_NAMES) else f"invalid ({wt})"
-    return _error(f"{what}: expected wire type {_WIRE_NAMES[expected]}, found {found}", tag_at)
-
-
-def _read_string(buf: bytes, pos: int, end: int, what: str) -> tuple[str, int]:
-    n, pos = _read_len(buf, pos, end)
-    try:
-        return buf[pos : pos + n].decode("utf-8"), pos + n
-    except UnicodeDecodeError as exc:
-        raise _error(f"{what} is not valid UTF-8", pos + exc.start) from None
-
-
-def _int32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
 
 
 # ---------------------------------------------------------------------------
@@ -332,23 +119,32 @@ def _int32(v: int) -> int:
 
 
 class _Animation:
-    """Merged state of the ``server_response_animation`` oneof member."""
+    """Merged state of the ``server_response_animation`` oneof member.
 
-    __slots__ = ("connection_id", "req_id", "end", "avatar_id", "rows")
+    ``rows`` collects the keyframes (480 little-endian bytes each) while they
+    fit in ``room`` bytes, the ``max_ratio`` limit; past it, or when nothing
+    is to be copied (``room`` None), they are only validated and counted, so
+    that no input makes the parser hold more than the limit.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("connection_id", "req_id", "end", "avatar_id", "n", "rows", "room")
+
+    def __init__(self, room: float | None = None) -> None:
         self.connection_id = ""
         self.req_id = ""
         self.end = False
         self.avatar_id = ""
-        self.rows: list[bytes] = []  # 480 bytes of little-endian float32 each
+        self.n = 0
+        self.rows: list[bytes] | None = [] if room is not None else None
+        self.room = room
 
 
-def _parse_flame(buf: bytes, pos: int, end: int) -> bytes:
-    """One keyframe as 480 little-endian bytes; absent fields are zeros."""
+def _parse_flame(buf: bytes, pos: int, end: int, collect: bool = False) -> bytes | None:
+    """Validates one keyframe; with ``collect``, returns it as 480
+    little-endian bytes (absent fields are zeros)."""
     start = pos
     counts = [0] * 7
-    parts: list[list[bytes]] = [[] for _ in range(7)]
+    parts: list[list[bytes]] | None = [[] for _ in range(7)] if collect else None
     while pos < end:
         tag_at = pos
         fnum, wt, pos = _read_tag(buf, pos, end)
@@ -360,21 +156,24 @@ def _parse_flame(buf: bytes, pos: int, end: int) -> bytes:
         if wt == 2:
             n, pos = _read_len(buf, pos, end)
             if n % 4:
-                raise _error(f"Flame.{name}: packed length {n} is not a multiple of 4", tag_at)
+                raise _fail(PACKED_LEN, tag_at, slot, n)
         elif wt == 5:
             if end - pos < 4:
-                raise _error(f"Flame.{name}: truncated float", tag_at)
+                raise _fail(TRUNC_FLOAT, tag_at, slot)
             n = 4
         else:
             raise _wrong_wire_type(f"Flame.{name}", 2, wt, tag_at)
         if counts[slot] + n // 4 > size:
-            raise _error(f"Flame.{name}: more than {size} floats", tag_at)
+            raise _fail(TOO_MANY, tag_at, slot)
         counts[slot] += n // 4
-        parts[slot].append(buf[pos : pos + n])
+        if parts is not None:
+            parts[slot].append(buf[pos : pos + n])
         pos += n
     for slot, (name, size) in enumerate(FLAME_LAYOUT):
         if counts[slot] not in (0, size):
-            raise _error(f"Flame.{name}: {counts[slot]} floats, expected {size} or none", start)
+            raise _fail(PARTIAL, start, slot, counts[slot])
+    if parts is None:
+        return None
     return b"".join(b"".join(parts[s]) if counts[s] else _SLOT_ZEROS[s] for s in range(7))
 
 
@@ -388,9 +187,14 @@ def _parse_flame_animation(
             if wt != 2:
                 raise _wrong_wire_type("FlameAnimation.keyframes", 2, wt, tag_at)
             n, pos = _read_len(buf, pos, end)
-            if len(state.rows) >= max_frames:
-                raise _error(f"more than {max_frames} keyframes (the configured cap)", tag_at)
-            state.rows.append(_parse_flame(buf, pos, pos + n))
+            if state.n >= max_frames:
+                raise _fail(CAP, tag_at, max_frames)
+            if state.rows is not None and (state.n + 1) * KEYFRAME_BYTES <= state.room:
+                state.rows.append(_parse_flame(buf, pos, pos + n, True))  # type: ignore[arg-type]
+            else:
+                state.rows = None  # past the ratio limit: the decode will refuse it
+                _parse_flame(buf, pos, pos + n)
+            state.n += 1
             pos += n
         else:
             pos = _skip_field(buf, pos, end, fnum, wt, tag_at, 0)
@@ -401,7 +205,7 @@ def _parse_animation(buf: bytes, pos: int, end: int, state: _Animation, max_fram
         tag_at = pos
         fnum, wt, pos = _read_tag(buf, pos, end)
         if fnum in (1, 2, 5):
-            name = ("connection_id", "req_id", "", "", "avatar_id")[fnum - 1]
+            name = ANIMATION_FIELDS[fnum - 1]
             if wt != 2:
                 raise _wrong_wire_type(f"ServerResponseAnimation.{name}", 2, wt, tag_at)
             value, pos = _read_string(buf, pos, end, f"ServerResponseAnimation.{name}")
@@ -421,156 +225,10 @@ def _parse_animation(buf: bytes, pos: int, end: int, state: _Animation, max_fram
             pos = _skip_field(buf, pos, end, fnum, wt, tag_at, 0)
 
 
-# ---------------------------------------------------------------------------
-# Control messages: a small table-driven codec (they are not hot).
-# A schema maps field number -> (attribute, kind); kinds are "string",
-# "bytes", "int32", "uint32", "bool", a dataclass (a message field) or
-# ("map", ) for map<string, string>.
-
-_MAP = ("map",)
-
-_SCHEMAS: dict[type, dict[int, tuple[str, Any]]] = {
-    TraceContext: {1: ("traceparent", "string"), 2: ("tracestate", "string")},
-    LiveKitEgressConfig: {
-        1: ("url", "string"),
-        2: ("api_key", "string"),
-        3: ("api_secret", "string"),
-        4: ("room_name", "string"),
-        5: ("publisher_id", "string"),
-        6: ("extra_attributes", _MAP),
-        7: ("idle_timeout", "int32"),
-        8: ("api_token", "string"),
-    },
-    AgoraEgressConfig: {
-        1: ("channel_name", "string"),
-        2: ("token", "string"),
-        3: ("uid", "uint32"),
-        4: ("publisher_id", "string"),
-    },
-    ClientConfigureSession: {
-        1: ("sample_rate", "int32"),
-        2: ("bitrate", "int32"),
-        3: ("audio_format", "int32"),
-        4: ("transport_compression", "int32"),
-        5: ("egress_type", "int32"),
-        6: ("livekit_egress", LiveKitEgressConfig),
-        7: ("agora_egress", AgoraEgressConfig),
-        8: ("extra_params", _MAP),
-    },
-    ServerConfirmSession: {1: ("connection_id", "string")},
-    ClientAudioInput: {
-        1: ("req_id", "string"),
-        2: ("end", "bool"),
-        3: ("audio", "bytes"),
-        4: ("trace_context", TraceContext),
-    },
-    ServerErrorMessage: {
-        1: ("connection_id", "string"),
-        2: ("req_id", "string"),
-        3: ("code", "int32"),
-        4: ("message", "string"),
-    },
-    ClientInterrupt: {1: ("req_id", "string")},
-}
-
-_VARINT_KINDS = ("int32", "uint32", "bool")
-
-
-def _parse_fields(buf: bytes, pos: int, end: int, obj: Any, depth: int) -> None:
-    """Merges the fields in ``buf[pos:end]`` into ``obj`` (protobuf merge rules)."""
-    schema = _SCHEMAS[type(obj)]
-    cls_name = type(obj).__name__
-    while pos < end:
-        tag_at = pos
-        fnum, wt, pos = _read_tag(buf, pos, end)
-        spec = schema.get(fnum)
-        if spec is None:
-            pos = _skip_field(buf, pos, end, fnum, wt, tag_at, 0)
-            continue
-        name, kind = spec
-        what = f"{cls_name}.{name}"
-        if kind in _VARINT_KINDS:
-            if wt != 0:
-                raise _wrong_wire_type(what, 0, wt, tag_at)
-            v, pos = _read_varint(buf, pos, end)
-            value: Any = (
-                _int32(v) if kind == "int32" else v & 0xFFFFFFFF if kind == "uint32" else v != 0
-            )
-            setattr(obj, name, value)
-            continue
-        if wt != 2:
-            raise _wrong_wire_type(what, 2, wt, tag_at)
-        if kind == "string":
-            value, pos = _read_string(buf, pos, end, what)
-            setattr(obj, name, value)
-            continue
-        n, pos = _read_len(buf, pos, end)
-        sub_end = pos + n
-        if kind == "bytes":
-            setattr(obj, name, buf[pos:sub_end])
-        elif kind is _MAP:
-            key, val = "", ""
-            while pos < sub_end:
-                e_at = pos
-                efnum, ewt, pos = _read_tag(buf, pos, sub_end)
-                if efnum in (1, 2):
-                    if ewt != 2:
-                        raise _wrong_wire_type(f"{what} entry", 2, ewt, e_at)
-                    s, pos = _read_string(buf, pos, sub_end, f"{what} entry")
-                    if efnum == 1:
-                        key = s
-                    else:
-                        val = s
-                else:
-                    pos = _skip_field(buf, pos, sub_end, efnum, ewt, e_at, 0)
-            getattr(obj, name)[key] = val
-        else:
-            if depth >= _MAX_DEPTH:
-                raise _error("messages nested too deeply", tag_at)
-            sub = getattr(obj, name)
-            if sub is None:
-                sub = kind()
-                setattr(obj, name, sub)
-            _parse_fields(buf, pos, sub_end, sub, depth + 1)
-        pos = sub_end
-
-
-# ---------------------------------------------------------------------------
-# The envelope
-
-_MEMBER_CLASSES: dict[int, type] = {
-    2: ClientConfigureSession,
-    3: ServerConfirmSession,
-    4: ClientAudioInput,
-    5: ServerErrorMessage,
-    8: ClientInterrupt,
-}
-_MEMBER_FIELDS = {cls: fnum for fnum, cls in _MEMBER_CLASSES.items()}
-_MEMBER_FIELDS[AnimationMessage] = 6
-_TYPE_MEMBER = {1: 2, 2: 3, 3: 4, 4: 5, 5: 6, 7: 8}
-
-
-def _as_bytes(data: Any) -> bytes:
-    if isinstance(data, bytes):
-        return data
-    try:
-        view = memoryview(data)
-    except TypeError:
-        raise TypeError(f"expected a bytes-like object, got {type(data).__name__}") from None
-    if not view.c_contiguous:
-        raise TypeError("expected a C-contiguous bytes-like object")
-    return view.tobytes()
-
-
-def _check_max_frames(max_frames: int) -> int:
-    max_frames = int(max_frames)
-    if max_frames < 0:
-        raise ValueError(f"max_frames must be >= 0, got {max_frames}")
-    return max_frames
-
-
-def _parse_envelope(buf: bytes, max_frames: int) -> tuple[int, int, Any]:
+def _parse_envelope(buf: bytes, max_frames: int, room: float | None) -> tuple[int, int, Any]:
     """Validates the whole envelope; returns (type, oneof field, member state).
+    An animation member collects its keyframes within ``room`` bytes (none
+    if None).
 
     Every oneof member present is parsed (and must be valid); a member of a
     different field replaces the current one, as protobuf's oneof does.
@@ -593,7 +251,7 @@ def _parse_envelope(buf: bytes, max_frames: int) -> tuple[int, int, Any]:
             n, pos = _read_len(buf, pos, end)
             if fnum != member:
                 member = fnum
-                state = _Animation() if fnum == 6 else _MEMBER_CLASSES[fnum]()
+                state = _Animation(room) if fnum == 6 else _MEMBER_CLASSES[fnum]()
             if fnum == 6:
                 _parse_animation(buf, pos, pos + n, state, max_frames)
             else:
@@ -604,17 +262,29 @@ def _parse_envelope(buf: bytes, max_frames: int) -> tuple[int, int, Any]:
     return mtype, member, state
 
 
-def _parse_animation_envelope(data: Any, max_frames: int) -> _Animation:
-    buf = _as_bytes(data)
-    mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames))
+def _parse_animation_envelope(
+    buf: bytes, max_frames: int, max_ratio: Any, collect: bool
+) -> _Animation:
+    max_ratio = _check_max_ratio(max_ratio)
+    room = max_ratio * len(buf) if collect else None
+    mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames), room)
     if mtype != MessageType.SERVER_RESPONSE_ANIMATION:
-        raise _error(f"expected an animation envelope (type 5), found type {mtype}", 0)
-    return state if member == 6 else _Animation()
+        raise _not_animation(mtype)
+    if member != 6:
+        return _Animation(0.0)
+    _check_ratio(state.n, len(buf), max_ratio)
+    return state
 
 
-def _frames_of(rows: list[bytes]) -> np.ndarray:
-    flat = np.frombuffer(b"".join(rows), dtype="<f4")
-    return flat.astype(np.float32).reshape(len(rows), KEYFRAME_FLOATS)
+def _rows_of(state: _Animation) -> bytes:
+    # Only an animation within the ratio limit is copied: its rows are all there.
+    assert state.rows is not None and len(state.rows) == state.n
+    return b"".join(state.rows)
+
+
+def _frames_of(state: _Animation) -> np.ndarray:
+    flat = np.frombuffer(_rows_of(state), dtype="<f4")
+    return flat.astype(np.float32).reshape(state.n, KEYFRAME_FLOATS)
 
 
 def _message_of(state: _Animation, frames: np.ndarray) -> AnimationMessage:
@@ -628,30 +298,22 @@ def _message_of(state: _Animation, frames: np.ndarray) -> AnimationMessage:
     )
 
 
-def decode_animation(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> AnimationMessage:
+def decode_animation(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES, max_ratio: float = DEFAULT_MAX_RATIO) -> AnimationMessage:
     """Decodes an animation envelope (type 5) from any bytes-like object.
 
-    Raises DecodeError for malformed input, another message type, or more
-    than ``max_frames`` keyframes.
+    Raises DecodeError for malformed input, another message type, more
+    than ``max_frames`` keyframes, or keyframes whose decoded bytes
+    (``480 * n``) would pass ``max_ratio`` times the input's bytes (default
+    8: a real envelope decodes to 0.96 times its size; ``math.inf`` for no
+    limit).  The limits are checked before anything is copied.
     """
-    state = _parse_animation_envelope(data, max_frames)
-    return _message_of(state, _frames_of(state.rows))
-
-
-def _check_out(out: Any) -> None:
-    if not (
-        isinstance(out, np.ndarray)
-        and out.dtype == np.float32
-        and out.ndim == 2
-        and out.shape[1] == KEYFRAME_FLOATS
-        and out.flags.c_contiguous
-        and out.flags.writeable
-    ):
-        raise ValueError("out must be a writable C-contiguous float32 array of shape (m, 120)")
+    buf = _as_bytes(data)
+    state = _parse_animation_envelope(buf, max_frames, max_ratio, True)
+    return _message_of(state, _frames_of(state))
 
 
 def decode_animation_into(
-    data: Any, out: np.ndarray, *, max_frames: int = DEFAULT_MAX_FRAMES
+    data: Any, out: np.ndarray, *, max_frames: int = DEFAULT_MAX_FRAMES, max_ratio: float = DEFAULT_MAX_RATIO
 ) -> AnimationMessage:
     """Like :func:`decode_animation`, but writes the n keyframes to ``out[:n]``
     and returns a message whose ``frames`` is that view.
@@ -660,96 +322,64 @@ def decode_animation_into(
     is also untouched when DecodeError is raised.
     """
     _check_out(out)
-    state = _parse_animation_envelope(data, max_frames)
-    n = len(state.rows)
+    buf = _as_bytes(data)
+    state = _parse_animation_envelope(buf, max_frames, max_ratio, True)
+    n = state.n
     if n > out.shape[0]:
         raise BufferFull(f"{n} keyframes do not fit in an output of {out.shape[0]} rows")
     frames = out[:n]
     if n:
-        frames[...] = np.frombuffer(b"".join(state.rows), dtype="<f4").reshape(n, KEYFRAME_FLOATS)
+        frames[...] = np.frombuffer(_rows_of(state), dtype="<f4").reshape(n, KEYFRAME_FLOATS)
     return _message_of(state, frames)
 
 
-def count_keyframes(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> int:
+def count_keyframes(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES, max_ratio: float = DEFAULT_MAX_RATIO) -> int:
     """Validates an animation envelope exactly as :func:`decode_animation`
     does and returns its number of keyframes."""
-    return len(_parse_animation_envelope(data, max_frames).rows)
+    return _parse_animation_envelope(_as_bytes(data), max_frames, max_ratio, False).n
 
 
-def decode_message(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> Message:
+def peek_animation(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES, max_ratio: float = DEFAULT_MAX_RATIO) -> AnimationHeader:
+    """The header of any envelope, validated but with no keyframe copied.
+
+    Accepts exactly the inputs :func:`decode_message` accepts (with the same
+    ``max_frames`` and ``max_ratio``) and raises the same DecodeError for the others, so a
+    successful peek means the envelope decodes.  Returns an
+    :class:`AnimationHeader`: for an animation envelope (type 5) its
+    ``req_id``, ``end`` and keyframe count, as :func:`decode_animation` would
+    give them; for any other type, that type with ``req_id`` and ``end`` None
+    and ``n_keyframes`` 0.
+    """
+    buf = _as_bytes(data)
+    max_ratio = _check_max_ratio(max_ratio)
+    mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames), None)
+    if mtype != MessageType.SERVER_RESPONSE_ANIMATION:
+        return AnimationHeader(mtype, None, None, 0)
+    if member != 6:
+        return AnimationHeader(5, "", False, 0)
+    _check_ratio(state.n, len(buf), max_ratio)
+    return AnimationHeader(5, state.req_id, state.end, state.n)
+
+
+def decode_message(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES, max_ratio: float = DEFAULT_MAX_RATIO) -> Message:
     """Decodes any envelope, dispatching on ``Message.type`` as the server SDK
     does: the dataclass for types 1, 2, 3, 4, 5, 7 (defaults if the oneof holds
     another member) and :class:`OtherMessage` for any other type.  Raises
-    DecodeError only for malformed bytes."""
+    DecodeError for malformed bytes and, for an animation, past ``max_frames``
+    or ``max_ratio`` (see :func:`decode_animation`)."""
     buf = _as_bytes(data)
-    mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames))
-    want = _TYPE_MEMBER.get(mtype)
+    max_ratio = _check_max_ratio(max_ratio)
+    mtype, member, state = _parse_envelope(
+        buf, _check_max_frames(max_frames), max_ratio * len(buf)
+    )
+    want = TYPE_MEMBER.get(mtype)
     if want is None:
         return OtherMessage(mtype)
     if want == 6:
-        anim = state if member == 6 else _Animation()
-        return _message_of(anim, _frames_of(anim.rows))
+        anim = state if member == 6 else _Animation(0.0)
+        _check_ratio(anim.n, len(buf), max_ratio)
+        return _message_of(anim, _frames_of(anim))
     return state if member == want else _MEMBER_CLASSES[want]()
-
-
-# ---------------------------------------------------------------------------
-# Encoding
-
-
-def _varint(v: int) -> bytes:
-    if v < 0:
-        v += 1 << 64
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
-def _len_field(fnum: int, payload: bytes) -> bytes:
-    return _varint(fnum << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _utf8(value: Any, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise EncodeError(f"{what} must be a str, got {type(value).__name__}")
-    try:
-        return value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise EncodeError(f"{what} cannot be encoded as UTF-8: {exc.reason}") from None
-
-
-def _string_field(fnum: int, value: Any, what: str) -> bytes:
-    raw = _utf8(value, what)
-    return _len_field(fnum, raw) if raw else b""
-
-
-def _keyframe_template() -> tuple[bytes, np.ndarray]:
-    """Bytes of one canonical keyframe field (floats zero) and the byte
-    positions of its 480 float bytes."""
-    body = bytearray()
-    float_cols: list[int] = []
-    for slot, size in enumerate(_SLOT_SIZES):
-        body += _varint((slot + 1) << 3 | 2) + _varint(4 * size)
-        float_cols.extend(range(len(body), len(body) + 4 * size))
-        body += bytes(4 * size)
-    head = b"\x0a" + _varint(len(body))
-    return head + bytes(body), np.asarray(float_cols, dtype=np.intp) + len(head)
-
-
-_KEYFRAME_TEMPLATE, _KEYFRAME_FLOAT_COLS = _keyframe_template()
-#: Bytes one keyframe takes in canonical form (498).
-KEYFRAME_WIRE_BYTES = len(_KEYFRAME_TEMPLATE)
-
-
-def _as_frames(frames: Any) -> np.ndarray:
-    arr = np.asarray(frames)
-    if arr.ndim != 2 or arr.shape[1] != KEYFRAME_FLOATS:
-        raise EncodeError(f"frames must have shape (n, {KEYFRAME_FLOATS}), got {arr.shape}")
-    if arr.dtype.kind != "f":
-        raise EncodeError(f"frames must be floating point, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype="<f4")
 
 
 def encode_animation(
@@ -779,61 +409,9 @@ def encode_animation(
     return b"\x08\x05" + _len_field(6, body)
 
 
-def _encode_fields(obj: Any) -> bytes:
-    schema = _SCHEMAS[type(obj)]
-    out = bytearray()
-    for fnum in sorted(schema):
-        name, kind = schema[fnum]
-        value = getattr(obj, name)
-        what = f"{type(obj).__name__}.{name}"
-        if kind in _VARINT_KINDS:
-            if isinstance(value, float) or not isinstance(value, (int, np.integer)):
-                raise EncodeError(f"{what} must be an int, got {type(value).__name__}")
-            value = int(value)
-            if kind == "int32" and not -(1 << 31) <= value < 1 << 31:
-                raise EncodeError(f"{what} = {value} is out of int32 range")
-            if kind == "uint32" and not 0 <= value < 1 << 32:
-                raise EncodeError(f"{what} = {value} is out of uint32 range")
-            if value:
-                out += _varint(fnum << 3) + _varint(1 if kind == "bool" else value)
-        elif kind == "string":
-            out += _string_field(fnum, value, what)
-        elif kind == "bytes":
-            if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise EncodeError(f"{what} must be bytes, got {type(value).__name__}")
-            if len(value):
-                out += _len_field(fnum, bytes(value))
-        elif kind is _MAP:
-            for key, val in value.items():
-                entry = _string_field(1, key, f"{what} key") + _string_field(2, val, f"{what} value")
-                out += _len_field(fnum, entry)
-        elif value is not None:
-            if not isinstance(value, kind):
-                raise EncodeError(f"{what} must be a {kind.__name__}, got {type(value).__name__}")
-            out += _len_field(fnum, _encode_fields(value))
-    return bytes(out)
-
 
 def encode_message(msg: Message) -> bytes:
     """Encodes any message dataclass as an envelope: ``type`` (omitted when 0)
     then the oneof member for the message's class (always present; none for
     :class:`OtherMessage`).  Maps are written in insertion order."""
-    mtype = getattr(msg, "type", None)
-    if isinstance(mtype, bool) or not isinstance(mtype, int) or not -(1 << 31) <= mtype < 1 << 31:
-        raise EncodeError(f"message type must be an int32, got {mtype!r}")
-    head = _varint(8) + _varint(mtype) if mtype else b""
-    if isinstance(msg, AnimationMessage):
-        anim = encode_animation(
-            msg.frames,
-            req_id=msg.req_id,
-            connection_id=msg.connection_id,
-            end=msg.end,
-            avatar_id=msg.avatar_id,
-        )
-        return head + anim[2:]  # drop the canonical "type 5" header
-    if isinstance(msg, OtherMessage):
-        return head
-    fnum = _MEMBER_FIELDS.get(type(msg))
-    if fnum is None:
-        raise EncodeError(f"cannot encode {type(msg).__name__}")
-    return head + _len_field(fnum, _encode_fields(msg))
+    return encode_message_with(msg, encode_animation)

@@ -60,6 +60,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import ring, sync, wire
+from ._schema import KEYFRAME_FLOATS, SAMPLE_RATES
 from .errors import AvatarKitError, BufferFull, ClosedError, DecodeError, ServerError
 
 __all__ = [
@@ -73,10 +74,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 SYNC_MODES = ("audio_independent", "strict_sync")
 INTERPOLATIONS = ("none", "linear")
-KEYFRAME_FLOATS = 120
 
 # Event kinds of the sync engine (same values in both twins).
 _EV_STATE = 1
@@ -127,6 +126,13 @@ def _modules(impl: Optional[str]):
     sync_mod = sync.module(impl)
     tag = "c" if sync_mod.__name__.endswith("_c") else "py"
     return tag, ring.module(tag), sync_mod
+
+
+def _at_envelope(index: int, exc: DecodeError) -> DecodeError:
+    """``exc`` again, naming the envelope of the list it came from."""
+    err = DecodeError(f"envelope {index}: {exc}", exc.offset)
+    err.envelope_index = index
+    return err
 
 
 def _check_callback(name: str, cb: Any) -> Any:
@@ -291,8 +297,11 @@ class AvatarController:
         Animation for the current conversation is decoded straight into the
         keyframe store; ``[]`` or None puts it in audio-only mode.  Envelopes for
         another id are dropped and counted.  A malformed envelope raises
-        DecodeError and nothing of the call is kept; server error envelopes go
-        to ``on_error``.  Returns True if taken, False if dropped.
+        DecodeError (``envelope N: ...``, with ``envelope_index`` N, its index
+        in ``envelopes``) and nothing of the call is kept, nor is anything when
+        an envelope's keyframes would pass the wire decoders' output/input
+        limit (``max_ratio``, default 8 times its bytes); server error
+        envelopes go to ``on_error``.  Returns True if taken, False if dropped.
         """
         self._engine.check_open()
         if envelopes is None:
@@ -331,10 +340,23 @@ class AvatarController:
                     engine.ignore_frames(n)
             self._report_all(errors)
             return False
+        # Every header first (validated, the output/input ratio limit of the
+        # wire decoders included, so what the call adds to the store is bounded
+        # by DEFAULT_MAX_RATIO times its bytes), then room for all the
+        # keyframes at once, then one decode of each envelope into the store.
+        heads = [self._peek(i, env) for i, env in enumerate(envs)]
+        total = sum(h.n_keyframes for h in heads if h.type == 5)
         end = False
         try:
-            for env in envs:
-                end = self._decode_one(env, errors) or end
+            if total > self._frames.free_rows().shape[0]:
+                with self._lock:
+                    engine.reserve_frames(total)
+            for i, (env, head) in enumerate(zip(envs, heads)):
+                if head.type == 4:
+                    errors.append(self._server_error(wire.decode_message(env)))
+                elif head.type == 5:
+                    self._decode_one(i, env)
+                    end = end or bool(head.end)
         except BaseException:
             with self._lock:
                 self._frames.rollback()
@@ -349,37 +371,30 @@ class AvatarController:
         self._report_all(errors)
         return taken >= 0
 
-    def _decode_one(self, env: Any, errors: list) -> bool:
+    @staticmethod
+    def _peek(index: int, env: Any) -> Any:
+        try:
+            return wire.peek_animation(env)
+        except DecodeError as exc:
+            raise _at_envelope(index, exc) from exc
+
+    def _decode_one(self, index: int, env: Any) -> None:
         frames = self._frames
         try:
             msg = wire.decode_animation_into(env, frames.free_rows())
-        except BufferFull:
-            n = wire.count_keyframes(env)
-            with self._lock:
-                self._engine.reserve_frames(n)
-            msg = wire.decode_animation_into(env, frames.free_rows())
-        except DecodeError:
-            other = wire.decode_message(env)  # DecodeError again if malformed
-            if other.type == 4:
-                errors.append(self._server_error(other))
-            elif other.type == 5:  # pragma: no cover - the decoders disagree
-                raise
-            return False
+        except DecodeError as exc:  # pragma: no cover - the peek accepted it
+            raise _at_envelope(index, exc) from exc
         with self._lock:
             frames.add_pending(len(msg.frames))
-        return bool(msg.end)
 
     def _count(self, env: Any, errors: list) -> int:
         try:
-            return wire.count_keyframes(env)
+            head = wire.peek_animation(env)
         except DecodeError:
-            try:
-                other = wire.decode_message(env)
-            except DecodeError:
-                return 0
-            if other.type == 4:
-                errors.append(self._server_error(other))
             return 0
+        if head.type == 4:
+            errors.append(self._server_error(wire.decode_message(env)))
+        return head.n_keyframes
 
     def _server_error(self, msg: Any) -> ServerError:
         with self._lock:

@@ -18,7 +18,11 @@ class DecodeError(AvatarKitError, ValueError):
 
     The message names what was expected, what was found and the byte offset.
     ``offset`` is that offset (or -1 where it does not apply).
+    ``envelope_index`` is the index of the offending envelope in a list of
+    them (``AvatarController.yield_frames_data``), else None.
     """
+
+    envelope_index: int | None = None
 
     def __init__(self, message: str, offset: int = -1) -> None:
         super().__init__(message)

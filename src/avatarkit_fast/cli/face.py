@@ -13,11 +13,13 @@ from typing import Sequence
 
 import numpy as np
 
+from .._schema import FLAME_GROUPS, KEYFRAME_FLOATS
+
 __all__ = ["FaceRenderer", "write_face_video", "video_suffix"]
 
-# Offsets of the FLAME groups in a keyframe (translation 3, rotation 3, neck 3,
-# jaw 3, eye_pose 6, eye_lid 2, expression 100).
-_T, _R, _N, _J, _E, _L, _X = 0, 3, 6, 9, 12, 18, 20
+# Offsets of the FLAME groups in a keyframe (translation, rotation, neck,
+# jaw, eye_pose, eye_lid, expression).
+_T, _R, _N, _J, _E, _L, _X = (offset for _, offset, _ in FLAME_GROUPS)
 
 _BG = (236, 240, 245)
 _SKIN = (244, 205, 170)
@@ -77,8 +79,8 @@ class FaceRenderer:
         from PIL import Image, ImageDraw
 
         k = np.asarray(keyframe, dtype=np.float64)
-        if k.shape != (120,):
-            raise ValueError(f"a keyframe has 120 floats, got shape {k.shape}")
+        if k.shape != (KEYFRAME_FLOATS,):
+            raise ValueError(f"a keyframe has {KEYFRAME_FLOATS} floats, got shape {k.shape}")
         k = np.nan_to_num(k, nan=0.0, posinf=0.0, neginf=0.0)
         s = self.size * self._ss
         img = Image.new("RGB", (s, s), _BG)
@@ -197,8 +199,8 @@ def write_face_video(
     """
     path = Path(path)
     kf = np.asarray(keyframes, dtype=np.float32)
-    if kf.ndim != 2 or kf.shape[1] != 120:
-        raise ValueError(f"keyframes must be (n, 120), got {kf.shape}")
+    if kf.ndim != 2 or kf.shape[1] != KEYFRAME_FLOATS:
+        raise ValueError(f"keyframes must be (n, {KEYFRAME_FLOATS}), got {kf.shape}")
     renderer = FaceRenderer(size)
     n = len(kf)
     if path.suffix.lower() == ".mp4":
@@ -210,7 +212,7 @@ def write_face_video(
     palette = None
     for i in range(max(n, 1)):
         # The time label also keeps every frame distinct (GIF writers merge equal ones).
-        img = renderer.render(kf[i] if n else np.zeros(120, np.float32), f"{i / fps:5.2f} s")
+        img = renderer.render(kf[i] if n else np.zeros(KEYFRAME_FLOATS, np.float32), f"{i / fps:5.2f} s")
         if palette is None:
             # One palette for the whole film keeps colours steady between frames.
             palette = img.quantize(colors=64, method=Image.Quantize.MEDIANCUT)

@@ -27,17 +27,16 @@ import math
 
 import numpy as np
 
+from .._schema import FLAME_OFFSETS, KEYFRAME_FLOATS
+from .._schema import SAMPLE_RATES as SUPPORTED_SAMPLE_RATES
+
 __all__ = ["KEYFRAME_FLOATS", "MotionSynth", "SUPPORTED_SAMPLE_RATES", "synthesize"]
 
-KEYFRAME_FLOATS = 120
-SUPPORTED_SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
-
-# Offsets of the FLAME groups in a keyframe (translation 3, rotation 3,
-# neck_pose 3, jaw_pose 3, eye_pose 6, eye_lid 2, expression 100).
-_NECK = 6
-_JAW = 9
-_EYE_LID = 18
-_EXPR = 20
+# Offsets of the FLAME groups in a keyframe.
+_NECK = FLAME_OFFSETS["neck_pose"]
+_JAW = FLAME_OFFSETS["jaw_pose"]
+_EYE_LID = FLAME_OFFSETS["eye_lid"]
+_EXPR = FLAME_OFFSETS["expression"]
 
 # Loudness mapping: -55 dBFS and below is a closed mouth, -12 dBFS fully open.
 _DB_FLOOR = -55.0

@@ -17,18 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from .._schema import FLAME_LAYOUT
+
 __all__ = ["schema", "decode_frames", "frames_of", "build_animation", "FLAME_FIELDS"]
 
 #: Flame fields in wire order: (name, field number, floats).
-FLAME_FIELDS = (
-    ("translation", 1, 3),
-    ("rotation", 2, 3),
-    ("neck_pose", 3, 3),
-    ("jaw_pose", 4, 3),
-    ("eye_pose", 5, 6),
-    ("eye_lid", 6, 2),
-    ("expression", 7, 100),
-)
+FLAME_FIELDS = tuple((name, i + 1, size) for i, (name, size) in enumerate(FLAME_LAYOUT))
 
 
 def _file_proto(packed: bool):
