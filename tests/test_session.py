@@ -308,8 +308,8 @@ def motion_server(kind: str, **options):
 # -- an utterance, an interrupt, a second utterance --------------------------------
 
 
-def test_utterance_plays_whole_in_sync_then_a_second(recording, server_kind):
-    pcm = recording.pcm[: 6 * 2 * SR]
+def test_utterance_plays_whole_in_sync_then_a_second(golden, server_kind):
+    pcm = golden.pcm[: 6 * 2 * SR]
 
     async def main():
         states = []
