@@ -315,7 +315,7 @@ def rows(out: dict) -> list[tuple[str, ...]]:
     """The table's rows, one tuple of cells each, under :data:`HEADER`."""
     base = "controller[c]" if "controller[c]" in out["tick"] else "controller[py]"
     got: list[tuple[str, ...]] = []
-    for case, label in (("tick", "10 ms tick"), ("yield", "20 ms yield_audio_data"),
+    for case, label in (("tick", "10 ms tick, 100 in a loop"), ("yield", "20 ms yield_audio_data, 100 in a loop"),
                         ("envelope", "one recorded envelope")):
         t = out[case]
         got.append((label, *(_fmt(t[k]) if k in t else "-" for k in KINDS),
@@ -375,7 +375,7 @@ def test_print_table(capsys):
     assert tuple(printed[0]) == HEADER and len(printed) == 2 + len(rows(out))
     body = {r[0]: r for r in printed[2:]}
     base = "controller[c]" if "controller[c]" in out["tick"] else "controller[py]"
-    tick = body["10 ms tick"]
+    tick = body["10 ms tick, 100 in a loop"]
     assert tick[1 + KINDS.index(base)] == _fmt(out["tick"][base])
     assert tick[3] == _fmt(out["tick"]["pipeline"]) and tick[4] == _fmt(out["tick"]["memcpy floor"])
     assert float(tick[5].rstrip("x")) == pytest.approx(out["tick"]["pipeline"] / out["tick"][base], abs=0.05)

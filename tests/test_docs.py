@@ -168,3 +168,26 @@ def test_fresh_machine_section_names_every_test_that_needs_the_vendor_recording(
     assert users, "no test takes the vendor recording"
     unnamed = sorted(u for u in users if u not in section)
     assert not unnamed, f"the README's fresh-machine section does not name {unnamed}"
+
+
+def test_readme_figures_are_the_bench_commands_table():
+    """The README's one figures table is what ``avatarkit-fast bench`` prints:
+    the same header and the same cases in the same order (the figures are a
+    machine's; the rows are the command's)."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Figures", 1)[1].split("\n## ", 1)[0]
+    assert "avatarkit-fast bench" in section
+    blocks = [body for info, body in re.findall(r"^```(\w*)\n(.*?)^```", section, flags=re.S | re.M)
+              if not info]
+    assert len(blocks) == 1, "one table in the README's figures"
+    lines = blocks[0].splitlines()
+    proc = subprocess.run([sys.executable, "-m", "avatarkit_fast", "bench", "--rounds", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    printed = proc.stdout.splitlines()
+    assert lines[0] == printed[0] and set(lines[1]) == {"-"}
+
+    def cases(rows):
+        return [r[:38].strip() for r in rows if r and not set(r) <= {"-"}]
+
+    assert cases(lines[2:-1]) == cases(printed[2:-1]) and lines[-1] == printed[-1]
