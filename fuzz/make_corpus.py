@@ -10,8 +10,6 @@ to regenerate the committed seeds::
 
 from __future__ import annotations
 
-import base64
-import json
 import struct
 import sys
 from pathlib import Path
@@ -21,14 +19,17 @@ sys.path.insert(0, str(HERE))
 
 import pb  # noqa: E402
 
+from avatarkit_fast.testing import Recording, load_recording  # noqa: E402
+
 DEFAULT_RECORDING = HERE.parents[1] / "shared" / "fixtures" / "avatarkit" / "recording-16k.json"
 
 
-def load(path: Path):
-    doc = json.loads(path.read_text())
-    envs = [base64.b64decode(m) for m in doc["animation_messages_base64"]]
-    pcm = base64.b64decode(doc["audio_base64"])
-    return doc, envs, pcm
+def load(path: Path) -> Recording:
+    """The recording (the seeds cut keyframes out of its six envelopes)."""
+    rec = load_recording(path)
+    if len(rec.envelopes) < 6:
+        raise SystemExit(f"{path}: {len(rec.envelopes)} envelopes; the seeds are cut from six")
+    return rec
 
 
 def unpacked(flame: bytes) -> bytes:
@@ -41,8 +42,8 @@ def unpacked(flame: bytes) -> bytes:
     return bytes(out)
 
 
-def wire_seeds(doc, envs) -> dict[str, bytes]:
-    conn, req = doc["connection_id"], doc["req_id"]
+def wire_seeds(rec: Recording) -> dict[str, bytes]:
+    conn, req, envs = rec.connection_id, rec.req_id, rec.envelopes
     kfs = [pb.keyframe_messages(e) for e in envs]
     seeds: dict[str, bytes] = {}
     sra0 = pb.field(envs[0], 6)
@@ -83,10 +84,10 @@ def wire_seeds(doc, envs) -> dict[str, bytes]:
 
 def main(argv: list[str]) -> None:
     path = Path(argv[0]) if argv else DEFAULT_RECORDING
-    doc, envs, pcm = load(path)
+    rec = load(path)
     out = HERE / "corpus" / "wire"
     out.mkdir(parents=True, exist_ok=True)
-    seeds = wire_seeds(doc, envs)
+    seeds = wire_seeds(rec)
     for name, data in seeds.items():
         (out / name).write_bytes(data)
     total = sum(map(len, seeds.values()))
@@ -98,7 +99,7 @@ def main(argv: list[str]) -> None:
         except ImportError as exc:  # the module under test is not there yet
             print(f"{mod}: skipped ({exc})")
             continue
-        m.write_seeds(seeds, pcm)
+        m.write_seeds(seeds, rec.pcm)
 
 
 if __name__ == "__main__":

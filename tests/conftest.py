@@ -1,19 +1,24 @@
 """Shared fixtures: the ``impl`` switch between compiled modules and their
-pure-Python twins, and the real recording from the shared fixtures folder."""
+pure-Python twins; the vendor's real recording from the shared fixtures folder
+(``recording``: the conformance target of the wire codec and the sync checks)
+and the project's own golden recording in ``tests/data/`` (``golden``: the
+end-to-end, replay and benchmark runs, there in every checkout)."""
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 
 import pytest
 
 from avatarkit_fast._compat import NO_EXTENSIONS, load_twin
+from avatarkit_fast.testing import Recording, load_recording
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
 RECORDING_PATH = SHARED_DIR / "fixtures" / "avatarkit" / "recording-16k.json"
+# Made by scripts/make_golden.py: the local motion server's answer to 7.3 s of
+# the package's speech-like audio, in the vendor recording's layout.
+GOLDEN_PATH = REPO_ROOT / "tests" / "data" / "golden-16k.json"
 
 IMPL_TAGS = ["py"] if NO_EXTENSIONS else ["c", "py"]
 
@@ -45,26 +50,19 @@ def impl(request) -> Impl:
     return Impl(request.param)
 
 
-class Recording:
-    """The real host-mode recording: audio PCM bytes and six envelopes."""
-
-    def __init__(self, path: Path) -> None:
-        doc = json.loads(path.read_text())
-        self.sample_rate: int = doc["sample_rate"]
-        self.audio_format: str = doc["audio_format"]
-        self.pcm: bytes = base64.b64decode(doc["audio_base64"])
-        self.connection_id: str = doc["connection_id"]
-        self.req_id: str = doc["req_id"]
-        self.envelopes: list[bytes] = [
-            base64.b64decode(m) for m in doc["animation_messages_base64"]
-        ]
+@pytest.fixture(scope="session")
+def recording() -> Recording:
+    """The vendor's real recording (20.3 s, six envelopes, 507 keyframes)."""
+    if not RECORDING_PATH.is_file():
+        pytest.skip(
+            f"the vendor recording is absent ({RECORDING_PATH.parent} not found beside "
+            "the repository): this conformance check needs it"
+        )
+    return load_recording(RECORDING_PATH)
 
 
 @pytest.fixture(scope="session")
-def recording() -> Recording:
-    if not RECORDING_PATH.is_file():
-        pytest.skip(
-            f"the shared fixtures folder is absent ({RECORDING_PATH.parent} not found "
-            "beside the repository): the real recording cannot be read"
-        )
-    return Recording(RECORDING_PATH)
+def golden() -> Recording:
+    """The project's own recording (7.3 s, three envelopes, 182 keyframes), in
+    every checkout: never skipped."""
+    return load_recording(GOLDEN_PATH)

@@ -262,17 +262,18 @@ def check_playout(run: Run, utterances, keyframes, *, cut: int | None = None):
     return played
 
 
-def test_host_mode_end_to_end(motion_server, recording):
+def test_host_mode_end_to_end(motion_server, golden):
     console, ingress = motion_server
-    pcm = recording.pcm
+    pcm = golden.pcm
     expected = synthesize(pcm, SR)
+    assert np.array_equal(expected, np.concatenate([wire.decode_animation(e).frames for e in golden.envelopes]))
 
     runs = [asyncio.run(asyncio.wait_for(host_mode(console, ingress, [pcm]), 120)) for _ in range(2)]
     for run in runs:
         req = run.req_ids[0]
         # The server's envelopes: the service's batching, our deterministic keyframes.
         counts = [len(wire.decode_message(e).frames) for e in run.envelopes[req]]
-        assert counts == [50, 100, 100, 100, 100, 57]
+        assert counts == [wire.count_keyframes(e) for e in golden.envelopes]  # 50, 100, 32
         played = check_playout(run, [pcm], [expected])
         assert played[req] == len(pcm) // 2  # every sample, once
         assert run.stats.frames_dropped_stale == 0
@@ -297,10 +298,10 @@ def test_host_mode_end_to_end(motion_server, recording):
           + ", ".join(f"{x * 1000:.1f} ms" for x in latencies))
 
 
-def test_interrupt_mid_utterance_leaves_nothing_stale(paced_motion_server, recording):
+def test_interrupt_mid_utterance_leaves_nothing_stale(paced_motion_server, golden):
     console, ingress = paced_motion_server
-    first = recording.pcm  # 20.3 s: interrupted after 3 s of playing
-    second = recording.pcm[10 * 2 * SR : 14 * 2 * SR]  # 4 s, plays whole
+    first = golden.pcm * 3  # 21.9 s: interrupted after 3 s of playing
+    second = golden.pcm[2 * 2 * SR : 6 * 2 * SR]  # 4 s, plays whole
     run = asyncio.run(
         asyncio.wait_for(host_mode(console, ingress, [first, second], interrupt_after=3.0), 120)
     )

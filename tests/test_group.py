@@ -4,7 +4,6 @@ frames, callbacks, counters, states), on both engines."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,11 +223,3 @@ def test_an_empty_group_ticks_nothing():
     group = SessionGroup([])
     group.tick(np.zeros((0, 160), np.int16), np.zeros((0, 120), np.float32))
     assert len(group) == 0
-
-
-def test_readme_session_group_example_runs(capsys):
-    """The README's SessionGroup program, run as written."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    code = readme.split("<!-- session-group-example -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    exec(compile(code, "README.md", "exec"), {})
-    assert capsys.readouterr().out.strip() == "160"

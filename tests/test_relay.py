@@ -364,7 +364,7 @@ def test_sender_reports_a_failing_sink():
     asyncio.run(scenario())
 
 
-def test_websocket_transport_on_loopback(recording):
+def test_websocket_transport_on_loopback(golden):
     async def scenario():
         ctrl = FakeController()
         receiver = RelayReceiver(ctrl)
@@ -377,10 +377,10 @@ def test_websocket_transport_on_loopback(recording):
             port = server.sockets[0].getsockname()[1]
             async with websockets.connect(f"ws://127.0.0.1:{port}") as ws:
                 sender = RelaySender(WebSocketSink(ws))
-                pcm = recording.pcm[: 32000]
+                pcm = golden.pcm[: 32000]
                 for i in range(0, len(pcm), 640):
-                    sender.audio(recording.req_id, pcm[i : i + 640], end=i + 640 >= len(pcm))
-                for env in recording.envelopes[:2]:
+                    sender.audio(golden.req_id, pcm[i : i + 640], end=i + 640 >= len(pcm))
+                for env in golden.envelopes[:2]:
                     sender.transport_frames(env, False)
                 await sender.flush()
             count = await asyncio.wait_for(done, 10)
@@ -388,8 +388,8 @@ def test_websocket_transport_on_loopback(recording):
 
     ctrl, receiver, count = asyncio.run(scenario())
     assert count == 50 + 2
-    assert bytes(ctrl.audio["conv-1"]) == recording.pcm[:32000]
-    assert ctrl.envelopes["conv-1"] == recording.envelopes[:2]
+    assert bytes(ctrl.audio["conv-1"]) == golden.pcm[:32000]
+    assert ctrl.envelopes["conv-1"] == golden.envelopes[:2]
     assert receiver.stats.envelopes == 2
 
 

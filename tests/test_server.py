@@ -123,16 +123,16 @@ def test_sdk_recording_batches_and_both_decoders(recording):
     assert server.stats.envelopes_sent == 6 and server.stats.keyframes_sent == 507
 
 
-def test_batches_leave_as_soon_as_their_audio_arrived(recording):
+def test_batches_leave_as_soon_as_their_audio_arrived(golden):
     """The first envelope arrives after 2 s of audio, before the request ends."""
 
     async def scenario():
         async with MotionServer() as server:
             sink = Collector()
             async with new_session(server, sink) as session:
-                await send_pcm(session, recording.pcm[: 2 * 32000], end=False)
+                await send_pcm(session, golden.pcm[: 2 * 32000], end=False)
                 await sink.wait(lambda: len(sink.frames) == 1)
-                await send_pcm(session, recording.pcm[2 * 32000 : 6 * 32000 + 100], end=False)
+                await send_pcm(session, golden.pcm[2 * 32000 : 6 * 32000 + 100], end=False)
                 await sink.wait(lambda: len(sink.frames) == 2)
                 req_id = await session.send_audio(b"", end=True)
                 await sink.wait(lambda: sink.frames[-1][1])
@@ -144,18 +144,18 @@ def test_batches_leave_as_soon_as_their_audio_arrived(recording):
     assert [last for _, last in sink.frames] == [False, False, True]
 
 
-def test_second_request_and_interrupt_on_one_session(recording):
+def test_second_request_and_interrupt_on_one_session(golden):
     async def scenario():
         async with MotionServer(speed=4.0) as server:
             sink = Collector()
             async with new_session(server, sink, use_query_auth=True) as session:
-                # Request 1: the whole recording, paced at 4x real time: interrupt it
-                # once its first batch is in.
-                first = await send_pcm(session, recording.pcm)
+                # Request 1: 21.9 s, paced at 4x real time: interrupt it once its
+                # first batch is in.
+                first = await send_pcm(session, golden.pcm * 3)
                 await sink.wait(lambda: len(sink.of(first)) >= 1)
                 assert await session.interrupt() == first
                 # Request 2 on the same session: 3 s, runs to its end.
-                second = await send_pcm(session, recording.pcm[: 3 * 32000])
+                second = await send_pcm(session, golden.pcm[: 3 * 32000])
                 await sink.wait(lambda: any(last for _, last in sink.of(second)))
                 await asyncio.sleep(0.3)  # anything of request 1 would show up by now
             return server, first, second, sink

@@ -14,7 +14,6 @@ import json
 import os
 import sys
 import threading
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -308,8 +307,8 @@ def motion_server(kind: str, **options):
 # -- an utterance, an interrupt, a second utterance --------------------------------
 
 
-def test_utterance_plays_whole_in_sync_then_a_second(recording, server_kind):
-    pcm = recording.pcm[: 6 * 2 * SR]
+def test_utterance_plays_whole_in_sync_then_a_second(golden, server_kind):
+    pcm = golden.pcm[: 6 * 2 * SR]
 
     async def main():
         states = []
@@ -683,28 +682,3 @@ def test_plain_close_by_the_server_is_disconnected_without_error():
                 await session.send(b"\0\0")
 
     run(main())
-
-
-def test_readme_sdk_mode_example_runs():
-    """The README's SDK-mode program, run as written against a served motion server."""
-    pytest.importorskip("aiohttp", reason="the local motion server needs aiohttp")
-    pytest.importorskip("avatarkit_fast.server")
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("<!-- sdk-mode-example -->", 1)[1]
-    code = block.split("```python\n", 1)[1].split("```", 1)[0]
-    assert 'CONSOLE = "http://127.0.0.1:8765"' in code and 'INGRESS = "ws://127.0.0.1:8765"' in code
-
-    async def main():
-        async with LocalServer(killable=True) as server:
-            port = server.url.rsplit(":", 1)[1]
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", code.replace("127.0.0.1:8765", f"127.0.0.1:{port}"),
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-            )
-            out, _ = await proc.communicate()
-            return proc.returncode, out.decode()
-
-    returncode, out = run(main())
-    assert returncode == 0, out
-    assert "connection CONNECTED" in out and "played 3.0 s of speech" in out

@@ -1,2 +1,11 @@
 """Support for avatarkit_fast's own tests and benchmarks (reference codecs,
-fixtures).  Nothing here is imported by the runtime."""
+fixtures).  Nothing here is imported by the runtime.
+
+:func:`load_recording` reads a recorded utterance (audio and envelopes, the
+JSON layout of the AvatarKit demos); ``protoref`` is the ``protobuf``
+reference codec the wire codec is compared against.
+"""
+
+from .recording import Recording, RecordingError, load_recording, save_recording
+
+__all__ = ["Recording", "RecordingError", "load_recording", "save_recording"]
