@@ -11,6 +11,22 @@ consumer (a player, a clock) puts in its path.
 * :mod:`.files`: :func:`read_audio_file` / :func:`write_wav` (``soundfile``).
 """
 
+from .files import AudioFileError, AudioFileInfo, read_audio_file, write_wav
+from .opus import OggOpusDecoder
 from .pcm import GAIN_ONE, AudioInputStats, Pcm16Input, apply_volume_into, as_pcm16, volume_gain
+from .resample import StreamResampler
 
-__all__ = ["GAIN_ONE", "AudioInputStats", "Pcm16Input", "apply_volume_into", "as_pcm16", "volume_gain"]
+__all__ = [
+    "GAIN_ONE",
+    "AudioFileError",
+    "AudioFileInfo",
+    "AudioInputStats",
+    "OggOpusDecoder",
+    "Pcm16Input",
+    "StreamResampler",
+    "apply_volume_into",
+    "as_pcm16",
+    "read_audio_file",
+    "volume_gain",
+    "write_wav",
+]
