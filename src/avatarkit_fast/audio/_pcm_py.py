@@ -155,7 +155,7 @@ def as_pcm16(data: Any, *, what: str = "pcm", stats: Optional[Any] = None) -> An
                     f"pass bytes(buf), or the samples as a numpy array"
                 )
             return data
-        if mv.itemsize % 2:
+        if mv.itemsize % 2 and mv.itemsize > 1:
             raise TypeError(
                 f"{what}: items of {mv.itemsize} bytes (format {fmt!r}) are not whole "
                 f"16-bit samples: pass int16 or float32/float64 samples, or raw s16le bytes"
@@ -227,7 +227,8 @@ def _int16_view(buf: Any) -> np.ndarray:
             raise TypeError(f"expected an int16 buffer, got item format {mv.format!r}")
         if not mv.c_contiguous:
             raise TypeError("expected a C-contiguous int16 buffer")
-    return np.frombuffer(buf, dtype=np.int16) if mv.nbytes else np.empty(0, np.int16)
+        nbytes = mv.nbytes
+    return np.frombuffer(buf, dtype=np.int16) if nbytes else np.empty(0, np.int16)
 
 
 def apply_volume_into(buf: Any, volume: Any) -> None:
