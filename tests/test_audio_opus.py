@@ -277,6 +277,16 @@ def test_first_page_granule_too_small():
         OggOpusDecoder(16000).feed(data)
 
 
+def test_nothing_fed_and_wrong_types():
+    dec = OggOpusDecoder(16000)
+    assert dec.finish().size == 0  # no stream: nothing to end
+    with pytest.raises(TypeError, match="bytes-like object, got str"):
+        dec.feed("OggS")
+    with pytest.raises(DecodeError, match="ends inside the page at byte 0"):
+        dec.feed(b"OggS")
+        dec.finish()
+
+
 def test_data_after_the_end():
     x = speech(16000, 0.2)
     data = encode(x, 16000)

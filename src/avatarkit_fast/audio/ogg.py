@@ -106,7 +106,12 @@ class OggPacketReader:
         before the next call."""
         if self._staged is not None:
             raise RuntimeError("stage() twice without commit() or rollback()")
-        mv = memoryview(data)
+        try:
+            mv = memoryview(data)
+        except TypeError:
+            raise TypeError(
+                f"Ogg bytes must be a bytes-like object, got {type(data).__name__}"
+            ) from None
         if not mv.c_contiguous:
             raise TypeError("expected a C-contiguous bytes-like object")
         mark = len(self._pending)

@@ -385,7 +385,10 @@ class OggOpusDecoder:
     def finish(self) -> np.ndarray:
         """The end of the stream: raises DecodeError if it stopped inside a
         page or before its end-of-stream page (nothing changes then);
-        returns the last samples, and the decoder is ready for a new stream."""
+        returns the last samples, and the decoder is ready for a new stream.
+        With no bytes fed at all there is no stream to end: nothing happens."""
+        if self._reader.offset == 0:
+            return np.empty(0, np.int16)
         self._reader.check_end()
         tail = self._resampler.flush()
         self.samples_out += tail.size
