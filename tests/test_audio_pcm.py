@@ -83,6 +83,10 @@ def test_pcm16_input_counts_and_reuses(pcm):
     assert bytes(conv.convert(np.array([-0.25], np.float32))) == np.array([-8192], "<i2").tobytes()
     assert conv.samples_clipped == 1
     assert "samples_clipped=1" in repr(conv)
+    held = memoryview(conv.convert(np.array([0.5, 0.5, 0.5], np.float32)))
+    other = conv.convert(np.array([0.25], np.float32))  # the scratch cannot resize: new bytes
+    assert bytes(other) == np.array([8192], "<i2").tobytes()
+    assert bytes(held) == np.array([16384] * 3, "<i2").tobytes()
 
 
 def test_bytes_likes_are_raw_pcm(pcm):

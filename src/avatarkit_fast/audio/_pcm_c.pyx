@@ -281,12 +281,15 @@ cdef object _convert(
     ``scratch`` resized to them."""
     cdef object out
     cdef int16_t* dst
+    if scratch is not None and PyByteArray_GET_SIZE(scratch) != n * 2:
+        try:
+            PyByteArray_Resize(scratch, n * 2)
+        except BufferError:  # the caller still holds a view of the last result
+            scratch = None
     if scratch is None:
         out = PyBytes_FromStringAndSize(NULL, n * 2)
         dst = <int16_t*>PyBytes_AS_STRING(out)
     else:
-        if PyByteArray_GET_SIZE(scratch) != n * 2:
-            PyByteArray_Resize(scratch, n * 2)
         out = scratch
         dst = <int16_t*>PyByteArray_AS_STRING(scratch)
     cdef bint swap = little == _BIG  # the items are not in host order
