@@ -339,3 +339,40 @@ def test_packet_samples(packet, samples):
 def test_packet_malformed(packet, words):
     with pytest.raises(ValueError, match=words):
         opus_packet_samples(packet)
+
+
+def test_damaged_streams_raise_decode_error_only(utterance):
+    """Random damage (flipped bytes, cuts, splices), fed in random chunks:
+    DecodeError or samples, nothing else; a failing call keeps nothing."""
+    _, data = utterance
+    rng = np.random.default_rng(12)
+    outcomes = {"ok": 0, "error": 0}
+    for trial in range(150):
+        bad = bytearray(data)
+        kind = trial % 3
+        if kind == 0:
+            for _ in range(int(rng.integers(1, 4))):
+                bad[int(rng.integers(0, len(bad)))] ^= int(rng.integers(1, 256))
+        elif kind == 1:
+            bad = bad[: int(rng.integers(0, len(bad)))]
+        else:
+            a, b = sorted(int(v) for v in rng.integers(0, len(bad), 2))
+            bad = bad[:a] + bad[b:]
+        dec = OggOpusDecoder(16000)
+        i, total = 0, 0
+        try:
+            while i < len(bad):
+                n = int(rng.integers(1, 3000))
+                before = dec.bytes_in
+                try:
+                    total += dec.feed(bytes(bad[i : i + n])).size
+                except DecodeError:
+                    assert dec.bytes_in == before  # nothing of the call kept
+                    raise
+                i += n
+            total += dec.finish().size
+            outcomes["ok"] += 1
+        except DecodeError as exc:
+            assert exc.offset >= 0
+            outcomes["error"] += 1
+    assert outcomes["error"] > 50  # the damage is seen, mostly by the CRC
