@@ -269,9 +269,27 @@ def outcome(fn, *args, **kwargs):
     return ("ok", result)
 
 
+def check_peek(w, data: bytes) -> None:
+    """``peek_animation`` fails exactly where ``decode_message`` does, with
+    the same error, and otherwise gives the header the full decode gives."""
+    peeked = outcome(w.peek_animation, data)
+    decoded = outcome(w.decode_message, data)
+    if decoded[0] == "raised":
+        assert peeked == decoded
+        return
+    msg = w.decode_message(data)
+    if msg.type == 5:
+        expected = (5, msg.req_id, msg.end, msg.frames.shape[0])
+    else:
+        expected = (msg.type, None, None, 0)
+    assert peeked == ("ok", expected)
+
+
 def check_agree(data: bytes) -> None:
     assert wire_c is not None
-    for name in ("decode_animation", "count_keyframes", "decode_message"):
+    check_peek(wire_c, data)
+    check_peek(wire_py, data)
+    for name in ("decode_animation", "count_keyframes", "decode_message", "peek_animation"):
         got_c = outcome(getattr(wire_c, name), data)
         got_py = outcome(getattr(wire_py, name), data)
         assert got_c == got_py, name
@@ -384,6 +402,21 @@ def fuzz_envelope(draw):
 @given(data=fuzz_envelope())
 def test_structured_fuzz_agrees(data):
     check_agree(data)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_peek_matches_the_full_decode(impl, envelopes, data):
+    """On every implementation alone (also without the compiled module)."""
+    kind = data.draw(st.sampled_from(["mutated", "fuzz", "truncated"]))
+    if kind == "mutated":
+        raw = data.draw(mutated(envelopes))
+    elif kind == "fuzz":
+        raw = data.draw(fuzz_envelope())
+    else:
+        env = data.draw(st.sampled_from(envelopes))
+        raw = env[: data.draw(st.integers(0, len(env)))]
+    check_peek(impl.wire, raw)
 
 
 @needs_both

@@ -37,6 +37,7 @@ from ._wire_py import (
     KEYFRAME_FLOATS,
     KEYFRAME_WIRE_BYTES,
     AgoraEgressConfig,
+    AnimationHeader,
     AnimationMessage,
     ClientAudioInput,
     ClientConfigureSession,
@@ -699,6 +700,30 @@ def count_keyframes(data, *, max_frames=DEFAULT_MAX_FRAMES):
     does and returns its number of keyframes."""
     cdef _Scan st = _scan_animation_envelope(_Input(data), max_frames)
     return st.n if st.member == 6 else 0
+
+
+def peek_animation(data, *, max_frames=DEFAULT_MAX_FRAMES):
+    """The header of any envelope, validated but with no keyframe copied.
+
+    Accepts exactly the inputs :func:`decode_message` accepts (with the same
+    ``max_frames``) and raises the same DecodeError for the others, so a
+    successful peek means the envelope decodes.  Returns an
+    :class:`AnimationHeader`: for an animation envelope (type 5) its
+    ``req_id``, ``end`` and keyframe count, as :func:`decode_animation` would
+    give them; for any other type, that type with ``req_id`` and ``end`` None
+    and ``n_keyframes`` 0.
+    """
+    cdef _Scan st = _scan(_Input(data), max_frames)
+    # tuple.__new__ straight: the NamedTuple's Python-level __new__ would cost
+    # more than the scan of a small envelope.
+    if st.mtype != 5:
+        return _tuple_new(AnimationHeader, (st.mtype, None, None, 0))
+    if st.member != 6:
+        return _tuple_new(AnimationHeader, (5, "", False, 0))
+    return _tuple_new(AnimationHeader, (5, st.req_id, st.end, st.n))
+
+
+_tuple_new = tuple.__new__
 
 
 def decode_message(data, *, max_frames=DEFAULT_MAX_FRAMES):

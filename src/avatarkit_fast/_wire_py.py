@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from .errors import BufferFull, DecodeError, EncodeError
 
 __all__ = [
     "AgoraEgressConfig",
+    "AnimationHeader",
     "AnimationMessage",
     "ClientAudioInput",
     "ClientConfigureSession",
@@ -56,6 +57,7 @@ __all__ = [
     "decode_message",
     "encode_animation",
     "encode_message",
+    "peek_animation",
 ]
 
 # ---------------------------------------------------------------------------
@@ -131,6 +133,18 @@ class AnimationMessage:
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+class AnimationHeader(NamedTuple):
+    """What :func:`peek_animation` reads of an envelope without decoding its
+    keyframes: ``type`` (``Message.type``); for an animation envelope (type 5)
+    its ``req_id`` (str), ``end`` (bool) and ``n_keyframes``; for any other
+    type ``req_id`` and ``end`` are None and ``n_keyframes`` is 0."""
+
+    type: int
+    req_id: Optional[str]
+    end: Optional[bool]
+    n_keyframes: int
 
 
 @dataclass
@@ -332,23 +346,26 @@ def _int32(v: int) -> int:
 
 
 class _Animation:
-    """Merged state of the ``server_response_animation`` oneof member."""
+    """Merged state of the ``server_response_animation`` oneof member, after
+    the validating pass: the keyframes are counted, not yet copied."""
 
-    __slots__ = ("connection_id", "req_id", "end", "avatar_id", "rows")
+    __slots__ = ("connection_id", "req_id", "end", "avatar_id", "n", "eff_start")
 
-    def __init__(self) -> None:
+    def __init__(self, eff_start: int = 0) -> None:
         self.connection_id = ""
         self.req_id = ""
         self.end = False
         self.avatar_id = ""
-        self.rows: list[bytes] = []  # 480 bytes of little-endian float32 each
+        self.n = 0  # keyframes counted so far
+        self.eff_start = eff_start  # offset of this member's first occurrence
 
 
-def _parse_flame(buf: bytes, pos: int, end: int) -> bytes:
-    """One keyframe as 480 little-endian bytes; absent fields are zeros."""
+def _parse_flame(buf: bytes, pos: int, end: int, collect: bool = False) -> bytes | None:
+    """Validates one keyframe; with ``collect``, returns it as 480
+    little-endian bytes (absent fields are zeros)."""
     start = pos
     counts = [0] * 7
-    parts: list[list[bytes]] = [[] for _ in range(7)]
+    parts: list[list[bytes]] | None = [[] for _ in range(7)] if collect else None
     while pos < end:
         tag_at = pos
         fnum, wt, pos = _read_tag(buf, pos, end)
@@ -370,11 +387,14 @@ def _parse_flame(buf: bytes, pos: int, end: int) -> bytes:
         if counts[slot] + n // 4 > size:
             raise _error(f"Flame.{name}: more than {size} floats", tag_at)
         counts[slot] += n // 4
-        parts[slot].append(buf[pos : pos + n])
+        if parts is not None:
+            parts[slot].append(buf[pos : pos + n])
         pos += n
     for slot, (name, size) in enumerate(FLAME_LAYOUT):
         if counts[slot] not in (0, size):
             raise _error(f"Flame.{name}: {counts[slot]} floats, expected {size} or none", start)
+    if parts is None:
+        return None
     return b"".join(b"".join(parts[s]) if counts[s] else _SLOT_ZEROS[s] for s in range(7))
 
 
@@ -388,9 +408,10 @@ def _parse_flame_animation(
             if wt != 2:
                 raise _wrong_wire_type("FlameAnimation.keyframes", 2, wt, tag_at)
             n, pos = _read_len(buf, pos, end)
-            if len(state.rows) >= max_frames:
+            if state.n >= max_frames:
                 raise _error(f"more than {max_frames} keyframes (the configured cap)", tag_at)
-            state.rows.append(_parse_flame(buf, pos, pos + n))
+            _parse_flame(buf, pos, pos + n)
+            state.n += 1
             pos += n
         else:
             pos = _skip_field(buf, pos, end, fnum, wt, tag_at, 0)
@@ -419,6 +440,42 @@ def _parse_animation(buf: bytes, pos: int, end: int, state: _Animation, max_fram
             pos += n
         else:
             pos = _skip_field(buf, pos, end, fnum, wt, tag_at, 0)
+
+
+def _fill_rows(buf: bytes, state: _Animation) -> bytes:
+    """The second pass over an envelope the first accepted: the ``state.n``
+    keyframes of its current animation member as little-endian bytes.  From
+    ``eff_start`` on, every oneof field of the envelope is that member."""
+    rows: list[bytes] = []
+    pos, end = state.eff_start, len(buf)
+    while pos < end and len(rows) < state.n:
+        tag_at = pos
+        fnum, wt, pos = _read_tag(buf, pos, end)
+        if fnum != 6 or wt != 2:
+            pos = _skip_field(buf, pos, end, fnum, wt, tag_at, 0)
+            continue
+        n, pos = _read_len(buf, pos, end)
+        sub_end = pos + n
+        while pos < sub_end:
+            tag_at = pos
+            fnum, wt, pos = _read_tag(buf, pos, sub_end)
+            if fnum != 4 or wt != 2:
+                pos = _skip_field(buf, pos, sub_end, fnum, wt, tag_at, 0)
+                continue
+            n, pos = _read_len(buf, pos, sub_end)
+            anim_end = pos + n
+            while pos < anim_end:
+                tag_at = pos
+                fnum, wt, pos = _read_tag(buf, pos, anim_end)
+                if fnum != 1 or wt != 2:
+                    pos = _skip_field(buf, pos, anim_end, fnum, wt, tag_at, 0)
+                    continue
+                n, pos = _read_len(buf, pos, anim_end)
+                rows.append(_parse_flame(buf, pos, pos + n, True))  # type: ignore[arg-type]
+                pos += n
+        pos = sub_end
+    assert len(rows) == state.n
+    return b"".join(rows)
 
 
 # ---------------------------------------------------------------------------
@@ -593,7 +650,7 @@ def _parse_envelope(buf: bytes, max_frames: int) -> tuple[int, int, Any]:
             n, pos = _read_len(buf, pos, end)
             if fnum != member:
                 member = fnum
-                state = _Animation() if fnum == 6 else _MEMBER_CLASSES[fnum]()
+                state = _Animation(tag_at) if fnum == 6 else _MEMBER_CLASSES[fnum]()
             if fnum == 6:
                 _parse_animation(buf, pos, pos + n, state, max_frames)
             else:
@@ -604,17 +661,16 @@ def _parse_envelope(buf: bytes, max_frames: int) -> tuple[int, int, Any]:
     return mtype, member, state
 
 
-def _parse_animation_envelope(data: Any, max_frames: int) -> _Animation:
-    buf = _as_bytes(data)
+def _parse_animation_envelope(buf: bytes, max_frames: int) -> _Animation:
     mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames))
     if mtype != MessageType.SERVER_RESPONSE_ANIMATION:
         raise _error(f"expected an animation envelope (type 5), found type {mtype}", 0)
     return state if member == 6 else _Animation()
 
 
-def _frames_of(rows: list[bytes]) -> np.ndarray:
-    flat = np.frombuffer(b"".join(rows), dtype="<f4")
-    return flat.astype(np.float32).reshape(len(rows), KEYFRAME_FLOATS)
+def _frames_of(buf: bytes, state: _Animation) -> np.ndarray:
+    flat = np.frombuffer(_fill_rows(buf, state), dtype="<f4")
+    return flat.astype(np.float32).reshape(state.n, KEYFRAME_FLOATS)
 
 
 def _message_of(state: _Animation, frames: np.ndarray) -> AnimationMessage:
@@ -634,8 +690,9 @@ def decode_animation(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> Anim
     Raises DecodeError for malformed input, another message type, or more
     than ``max_frames`` keyframes.
     """
-    state = _parse_animation_envelope(data, max_frames)
-    return _message_of(state, _frames_of(state.rows))
+    buf = _as_bytes(data)
+    state = _parse_animation_envelope(buf, max_frames)
+    return _message_of(state, _frames_of(buf, state))
 
 
 def _check_out(out: Any) -> None:
@@ -660,20 +717,41 @@ def decode_animation_into(
     is also untouched when DecodeError is raised.
     """
     _check_out(out)
-    state = _parse_animation_envelope(data, max_frames)
-    n = len(state.rows)
+    buf = _as_bytes(data)
+    state = _parse_animation_envelope(buf, max_frames)
+    n = state.n
     if n > out.shape[0]:
         raise BufferFull(f"{n} keyframes do not fit in an output of {out.shape[0]} rows")
     frames = out[:n]
     if n:
-        frames[...] = np.frombuffer(b"".join(state.rows), dtype="<f4").reshape(n, KEYFRAME_FLOATS)
+        frames[...] = np.frombuffer(_fill_rows(buf, state), dtype="<f4").reshape(n, KEYFRAME_FLOATS)
     return _message_of(state, frames)
 
 
 def count_keyframes(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> int:
     """Validates an animation envelope exactly as :func:`decode_animation`
     does and returns its number of keyframes."""
-    return len(_parse_animation_envelope(data, max_frames).rows)
+    return _parse_animation_envelope(_as_bytes(data), max_frames).n
+
+
+def peek_animation(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> AnimationHeader:
+    """The header of any envelope, validated but with no keyframe copied.
+
+    Accepts exactly the inputs :func:`decode_message` accepts (with the same
+    ``max_frames``) and raises the same DecodeError for the others, so a
+    successful peek means the envelope decodes.  Returns an
+    :class:`AnimationHeader`: for an animation envelope (type 5) its
+    ``req_id``, ``end`` and keyframe count, as :func:`decode_animation` would
+    give them; for any other type, that type with ``req_id`` and ``end`` None
+    and ``n_keyframes`` 0.
+    """
+    buf = _as_bytes(data)
+    mtype, member, state = _parse_envelope(buf, _check_max_frames(max_frames))
+    if mtype != MessageType.SERVER_RESPONSE_ANIMATION:
+        return AnimationHeader(mtype, None, None, 0)
+    if member != 6:
+        return AnimationHeader(5, "", False, 0)
+    return AnimationHeader(5, state.req_id, state.end, state.n)
 
 
 def decode_message(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> Message:
@@ -688,7 +766,7 @@ def decode_message(data: Any, *, max_frames: int = DEFAULT_MAX_FRAMES) -> Messag
         return OtherMessage(mtype)
     if want == 6:
         anim = state if member == 6 else _Animation()
-        return _message_of(anim, _frames_of(anim.rows))
+        return _message_of(anim, _frames_of(buf, anim))
     return state if member == want else _MEMBER_CLASSES[want]()
 
 

@@ -354,36 +354,31 @@ class AvatarController:
         return taken >= 0
 
     def _decode_one(self, env: Any, errors: list) -> bool:
-        frames = self._frames
-        try:
-            msg = wire.decode_animation_into(env, frames.free_rows())
-        except BufferFull:
-            n = wire.count_keyframes(env)
-            with self._lock:
-                self._engine.reserve_frames(n)
-            msg = wire.decode_animation_into(env, frames.free_rows())
-        except DecodeError:
-            other = wire.decode_message(env)  # DecodeError again if malformed
-            if other.type == 4:
-                errors.append(self._server_error(other))
-            elif other.type == 5:  # pragma: no cover - the decoders disagree
-                raise
+        # The header first (validated, no keyframes copied), so that the
+        # keyframes are decoded exactly once, into the store.
+        head = wire.peek_animation(env)
+        if head.type == 4:
+            errors.append(self._server_error(wire.decode_message(env)))
             return False
+        if head.type != 5:
+            return False
+        frames = self._frames
+        if head.n_keyframes > frames.free_rows().shape[0]:
+            with self._lock:
+                self._engine.reserve_frames(head.n_keyframes)
+        msg = wire.decode_animation_into(env, frames.free_rows())
         with self._lock:
             frames.add_pending(len(msg.frames))
         return bool(msg.end)
 
     def _count(self, env: Any, errors: list) -> int:
         try:
-            return wire.count_keyframes(env)
+            head = wire.peek_animation(env)
         except DecodeError:
-            try:
-                other = wire.decode_message(env)
-            except DecodeError:
-                return 0
-            if other.type == 4:
-                errors.append(self._server_error(other))
             return 0
+        if head.type == 4:
+            errors.append(self._server_error(wire.decode_message(env)))
+        return head.n_keyframes
 
     def _server_error(self, msg: Any) -> ServerError:
         with self._lock:
