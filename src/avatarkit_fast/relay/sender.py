@@ -15,7 +15,7 @@ import logging
 from collections import OrderedDict, deque
 from typing import Any, Awaitable, Callable, Union
 
-from .._peek import peek
+from .. import wire
 from ..errors import ClosedError, DecodeError, RelayError
 from .frames import (
     RELAY_VERSION,
@@ -78,7 +78,7 @@ class RelaySender:
     def transport_frames(self, data: bytes, last: bool = False) -> None:
         """Relay one envelope as the SDK hands it over; never raises into the SDK."""
         try:
-            head = peek(data)
+            head = wire.peek_animation(data)
         except DecodeError:
             head = None
         if head is None or head.req_id is None:

@@ -45,7 +45,6 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 
 from .. import wire
 from .._ids import new_id
-from .._peek import peek
 from .._report import report
 from ..errors import (
     AvatarKitError,
@@ -481,7 +480,7 @@ class MotionConnection:
             self._report(ProtocolError("expected binary protobuf messages from the motion server, got text"))
             return
         try:
-            head = peek(data)
+            head = wire.peek_animation(data)
         except DecodeError as exc:
             self._report(exc)
             return
