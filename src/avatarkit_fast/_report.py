@@ -20,15 +20,20 @@ def report(
     error: BaseException,
     logger: logging.Logger,
     what: str = "",
+    *,
+    level: int = logging.WARNING,
 ) -> None:
-    """Hand ``error`` to ``on_error``, or log it on ``logger`` when there is no
-    callback; never raises (a raising callback is logged with its traceback).
-    ``what`` prefixes the logged line (e.g. ``"avatar session"``)."""
+    """Hand ``error`` to ``on_error``, or log it on ``logger`` at ``level`` when
+    there is no callback (with the traceback of its ``__cause__``, if any);
+    never raises (a raising callback is logged with its traceback).  ``what``
+    prefixes the logged line (e.g. ``"avatar session"``).  A caller whose
+    callback may re-enter it keeps its own guard around this call."""
     if on_error is None:
+        cause = error.__cause__
         if what:
-            logger.warning("%s: %s", what, error)
+            logger.log(level, "%s: %s", what, error, exc_info=cause)
         else:
-            logger.warning("%s", error)
+            logger.log(level, "%s", error, exc_info=cause)
         return
     try:
         on_error(error)
