@@ -125,3 +125,27 @@ def test_an_edge_value_that_is_good_starts_the_server(args):
         proc.terminate()
         proc.wait(timeout=LIMIT_S)
     assert "Traceback" not in proc.stderr.read()
+
+
+_NO_AIOHTTP = "import sys; sys.modules['aiohttp'] = None; "
+
+
+def test_without_aiohttp_the_server_says_what_to_install_once():
+    """aiohttp is checked once, when the app module is imported: a clear ImportError
+    there, the synth still importable, and ``serve`` one line with exit 1 (an
+    installation problem, not a wrong argument); ``serve --help`` still works."""
+    code = _NO_AIOHTTP + (
+        "import avatarkit_fast.server as s; from avatarkit_fast.server.motion import MotionSynth\n"
+        "try:\n    s.MotionServer\nexcept ImportError as e:\n    print(e)\nelse:\n    print('imported')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=LIMIT_S)
+    assert proc.returncode == 0, proc.stderr
+    assert "needs aiohttp" in proc.stdout and "avatarkit-fast[server]" in proc.stdout
+    code = _NO_AIOHTTP + "from avatarkit_fast.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", code, "serve", "--port", "0"], env=_env(),
+                          capture_output=True, text=True, timeout=LIMIT_S)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "needs aiohttp" in proc.stderr
+    proc = subprocess.run([sys.executable, "-c", code, "serve", "--help"], env=_env(),
+                          capture_output=True, text=True, timeout=LIMIT_S)
+    assert proc.returncode == 0 and "--max-sessions" in proc.stdout
