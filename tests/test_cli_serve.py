@@ -149,3 +149,16 @@ def test_without_aiohttp_the_server_says_what_to_install_once():
     proc = subprocess.run([sys.executable, "-c", code, "serve", "--help"], env=_env(),
                           capture_output=True, text=True, timeout=LIMIT_S)
     assert proc.returncode == 0 and "--max-sessions" in proc.stdout
+
+
+@pytest.mark.parametrize("kw", [
+    {"speed": 0}, {"speed": -1.0}, {"speed": float("nan")}, {"speed": float("inf")}, {"speed": 1001.0},
+    {"max_sessions": 0}, {"max_sessions": -1}, {"max_sessions": 1.5}, {"max_sessions": True},
+    {"max_session_seconds": 0}, {"max_session_seconds": float("nan")},
+])
+def test_the_server_refuses_the_same_values_when_embedded(kw):
+    from avatarkit_fast.server import MotionServer
+
+    name = next(iter(kw))
+    with pytest.raises(ValueError, match=name):
+        MotionServer(**kw)
