@@ -30,6 +30,7 @@ _LAZY = {
     "AvatarSession": "session",
     "ConnectionState": "session",
     "fetch_session_token": "session",
+    "MotionConnection": "session",
     "SoundDevicePlayer": "playback",
     "VirtualClock": "playback",
 }
@@ -65,6 +66,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "HandshakeTimeout",
+    "MotionConnection",
     "ProtocolError",
     "RelayError",
     "RelayGap",

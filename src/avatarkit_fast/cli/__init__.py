@@ -56,14 +56,9 @@ def _build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     serve = sub.add_parser("serve", help="run the local motion server (prints its two endpoint URLs)")
-    try:
-        from ..server import build_parser as _server_parser
-    except ImportError:
-        serve.add_argument("--host", default="127.0.0.1")
-        serve.add_argument("--port", type=int, default=8765)
-        serve.set_defaults(_server_missing=True)
-    else:
-        _server_parser(serve)
+    from .serve import build_parser as _serve_options
+
+    _serve_options(serve)
 
     bench = sub.add_parser("bench", help="a quick run of the key benchmarks, as a table")
     from .options import bounded_int
@@ -91,15 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_inspect(args)
         if args.command == "serve":
-            if getattr(args, "_server_missing", False):
-                raise UsageError("the local motion server is not available in this installation")
-            from ..server.app import run_args
+            from .serve import run_args
 
-            try:
-                return run_args(args)
-            except RuntimeError as exc:  # a missing dependency, named by the server
-                print(f"{PROG} serve: {exc}", file=sys.stderr)
-                return 1
+            return run_args(args)
         if args.command == "bench":
             from .bench import run_bench
 

@@ -1,7 +1,7 @@
-"""``python -m avatarkit_fast.server``: run the local motion server."""
+"""``python -m avatarkit_fast.server``: run the local motion server (``avatarkit-fast serve``)."""
 
 import sys
 
-from .app import main
+from ..cli.serve import main
 
 sys.exit(main())
