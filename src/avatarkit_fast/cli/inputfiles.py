@@ -12,29 +12,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._schema import SAMPLE_RATES
+from ..testing import Recording
 from . import UsageError
 
 __all__ = ["Recording", "SAMPLE_RATES", "NOT_ANY_INPUT", "cannot_read", "read_bytes", "parse_recording",
            "read_recording", "decode_envelope", "b64"]
 
-# The rates the controller takes.
-SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
-
 NOT_ANY_INPUT = "not an AvatarKit envelope, a recording (JSON), a keyframes .npy, a WAV or a demo report"
-
-
-@dataclass
-class Recording:
-    """A recorded utterance: its audio (int16 mono PCM bytes) and animation envelopes."""
-
-    sample_rate: int
-    audio: bytes
-    envelopes: list[bytes]
-    doc: dict
 
 
 def cannot_read(path: Path, exc: OSError) -> UsageError:
@@ -74,29 +62,16 @@ def decode_envelope(data: bytes, where: str):
 
 
 def parse_recording(doc: Any, path: Path) -> Recording:
-    """The recording in ``doc`` (the vendor's JSON layout: ``sample_rate``,
-    ``audio_base64``, ``animation_messages_base64``), its fields checked; the
-    envelopes are base64-decoded, not parsed (see :func:`decode_envelope`)."""
-    if not isinstance(doc, dict):
-        raise UsageError(f"{path}: not a recording (a JSON {type(doc).__name__}, not an object)")
-    for key in ("sample_rate", "audio_base64", "animation_messages_base64"):
-        if key not in doc:
-            raise UsageError(f"{path}: not a recording: no {key!r}")
-    rate = doc["sample_rate"]
-    if isinstance(rate, bool) or not isinstance(rate, int):
-        raise UsageError(f"{path}: sample_rate: expected a whole number of Hz, found {rate!r}"[:200])
-    if rate not in SAMPLE_RATES:
-        raise UsageError(f"{path}: sample_rate: {rate} Hz is not supported "
-                         f"(use one of {', '.join(map(str, SAMPLE_RATES))})")
-    audio = b64(doc["audio_base64"], f"{path}: audio_base64")
-    if len(audio) % 2:
-        raise UsageError(f"{path}: audio_base64: {len(audio)} bytes, not 16-bit PCM (an odd count)")
-    messages = doc["animation_messages_base64"]
-    if not isinstance(messages, list):
-        raise UsageError(f"{path}: animation_messages_base64: expected a list, found a JSON "
-                         f"{type(messages).__name__}")
-    envelopes = [b64(m, f"{path}: animation message {i}") for i, m in enumerate(messages)]
-    return Recording(rate, audio, envelopes, doc)
+    """The recording in ``doc`` (the vendor's JSON layout), read by the package's
+    one reader (:func:`avatarkit_fast.testing.parse_recording`): every field and
+    envelope checked, each fault a :class:`UsageError` in its form."""
+    from ..testing import RecordingError
+    from ..testing import parse_recording as parse
+
+    try:
+        return parse(doc, path)
+    except RecordingError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def read_recording(path: Path) -> Recording:

@@ -110,11 +110,11 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
         if isinstance(doc, dict) and "animation_messages_base64" in doc:
             rec = parse_recording(doc, p)
             summary = _envelopes_summary(rec.envelopes, f"{p}: animation message %d")
-            audio_s = len(rec.audio) / 2 / rec.sample_rate
+            audio_s = len(rec.pcm) / 2 / rec.sample_rate
             return {
                 "file": str(p), "kind": "recording",
                 "sample_rate": rec.sample_rate, "audio_format": doc.get("audio_format"),
-                "audio_bytes": len(rec.audio), "audio_seconds": round(audio_s, 3),
+                "audio_bytes": len(rec.pcm), "audio_seconds": round(audio_s, 3),
                 "connection_id": doc.get("connection_id"), "req_id": doc.get("req_id"),
                 **summary,
                 "animation_minus_audio_seconds": round(summary["animation_seconds"] - audio_s, 3),
@@ -128,7 +128,7 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
     from ..errors import DecodeError
 
     try:
-        wire.decode_message(data)
+        wire.peek_animation(data)  # validates as a full decode does, copies nothing
     except DecodeError as exc:
         raise UsageError(f"{p}: {NOT_ANY_INPUT} ({exc})") from None
     return {"file": str(p), "kind": "envelope", **_envelopes_summary([data], f"{p}: message %d")}

@@ -27,7 +27,7 @@ from typing import Any, Sequence, Union
 
 from ..errors import DecodeError
 
-__all__ = ["Recording", "RecordingError", "load_recording", "save_recording"]
+__all__ = ["Recording", "RecordingError", "load_recording", "parse_recording", "save_recording"]
 
 #: The only audio layout a recording holds: PCM, signed 16-bit little-endian, mono.
 AUDIO_FORMAT = "pcm_s16le_mono"
@@ -87,7 +87,7 @@ class Recording:
 
 def _b64(path: PathLike, value: Any, what: str, index: int | None = None) -> bytes:
     if not isinstance(value, str):
-        raise RecordingError(path, f"{what}not base64 (a JSON {type(value).__name__}, expected a string)", index)
+        raise RecordingError(path, f"{what}not base64 (a JSON {type(value).__name__})", index)
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
@@ -95,18 +95,9 @@ def _b64(path: PathLike, value: Any, what: str, index: int | None = None) -> byt
 
 
 def load_recording(path: PathLike, *, check_envelopes: bool = True) -> Recording:
-    """Reads a recording, checking everything before it returns.
-
-    Required keys: ``sample_rate`` (one the controller takes), ``audio_base64``
-    (an even number of bytes) and ``animation_messages_base64`` (a list);
-    ``audio_format``, when present, must be ``pcm_s16le_mono``; ``req_id`` and
-    ``connection_id``, when present, strings (absent: empty).  With
-    ``check_envelopes`` (the default) every envelope must decode as an
-    animation envelope (``wire.decode_message``), so a caller never meets a bad
-    one half-way through a run.  Raises :class:`RecordingError` otherwise.
-    """
-    from ..controller import SAMPLE_RATES
-
+    """Reads a recording (see :func:`parse_recording`); a file that cannot be
+    read (missing, a directory, no permission) or is not JSON is a
+    :class:`RecordingError` too."""
     p = Path(path)
     try:
         text = p.read_bytes()
@@ -115,34 +106,55 @@ def load_recording(path: PathLike, *, check_envelopes: bool = True) -> Recording
     try:
         doc = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise RecordingError(path, f"not a recording: not JSON ({exc})") from None
+        raise RecordingError(path, f"not a recording (not JSON: {exc})") from None
+    return parse_recording(doc, path, check_envelopes=check_envelopes)
+
+
+def parse_recording(doc: Any, path: PathLike, *, check_envelopes: bool = True) -> Recording:
+    """The recording in ``doc`` (the JSON read from ``path``), checked whole
+    before it returns; the one reader of the layout, for the command line as
+    for the tests, the benchmarks, the fuzz seeds and the scripts.
+
+    Required keys: ``sample_rate`` (one the controller takes), ``audio_base64``
+    (an even number of bytes) and ``animation_messages_base64`` (a list);
+    ``audio_format``, when present, must be ``pcm_s16le_mono``; ``req_id`` and
+    ``connection_id``, when present, strings (absent: empty).  With
+    ``check_envelopes`` (the default) every envelope must be a valid animation
+    envelope (``wire.peek_animation``), so a caller never meets a bad one
+    half-way through a run.  Raises :class:`RecordingError` otherwise.
+    """
+    from .._schema import SAMPLE_RATES
+
     if not isinstance(doc, dict):
-        raise RecordingError(path, f"not a recording: a JSON {type(doc).__name__}, expected an object")
-    missing = [k for k in ("sample_rate", "audio_base64", "animation_messages_base64") if k not in doc]
-    if missing:
-        raise RecordingError(path, "not a recording: no " + ", ".join(missing))
+        raise RecordingError(path, f"not a recording (a JSON {type(doc).__name__}, not an object)")
+    for key in ("sample_rate", "audio_base64", "animation_messages_base64"):
+        if key not in doc:
+            raise RecordingError(path, f"not a recording: no {key!r}")
 
     rate = doc["sample_rate"]
-    if type(rate) is not int or rate not in SAMPLE_RATES:
-        raise RecordingError(path, f"sample_rate {rate!r}: expected one of {', '.join(map(str, SAMPLE_RATES))}")
+    if type(rate) is not int:
+        raise RecordingError(path, f"sample_rate: expected a whole number of Hz, found {rate!r}"[:200])
+    if rate not in SAMPLE_RATES:
+        raise RecordingError(
+            path, f"sample_rate: {rate} Hz is not supported (use one of {', '.join(map(str, SAMPLE_RATES))})")
     audio_format = doc.get("audio_format", AUDIO_FORMAT)
     if audio_format != AUDIO_FORMAT:
-        raise RecordingError(path, f"audio_format {audio_format!r}: expected {AUDIO_FORMAT!r}")
+        raise RecordingError(path, f"audio_format: {audio_format!r} is not supported (expected {AUDIO_FORMAT!r})")
     ids = {}
     for key in ("req_id", "connection_id"):
         value = doc.get(key, "")
         if not isinstance(value, str):
-            raise RecordingError(path, f"{key}: a JSON {type(value).__name__}, expected a string")
+            raise RecordingError(path, f"{key}: expected a string, found a JSON {type(value).__name__}")
         ids[key] = value
 
     pcm = _b64(path, doc["audio_base64"], "audio_base64: ")
     if len(pcm) % 2:
-        raise RecordingError(path, f"audio_base64: {len(pcm)} bytes, not whole 16-bit samples")
+        raise RecordingError(path, f"audio_base64: {len(pcm)} bytes, not 16-bit PCM (an odd count)")
 
     messages = doc["animation_messages_base64"]
     if not isinstance(messages, list):
         raise RecordingError(
-            path, f"animation_messages_base64: a JSON {type(messages).__name__}, expected a list")
+            path, f"animation_messages_base64: expected a list, found a JSON {type(messages).__name__}")
     envelopes = [_b64(path, m, "", i) for i, m in enumerate(messages)]
     if check_envelopes:
         _check_envelopes(path, envelopes)
@@ -155,11 +167,11 @@ def _check_envelopes(path: PathLike, envelopes: Sequence[bytes]) -> None:
 
     for i, env in enumerate(envelopes):
         try:
-            msg = wire.decode_message(env)
+            head = wire.peek_animation(env)
         except DecodeError as exc:
             raise RecordingError(path, f"not an AvatarKit envelope ({exc})", i) from None
-        if not isinstance(msg, wire.AnimationMessage):
-            raise RecordingError(path, f"not an animation envelope (message type {int(msg.type)})", i)
+        if head.type != wire.MessageType.SERVER_RESPONSE_ANIMATION:
+            raise RecordingError(path, f"not an animation envelope (message type {int(head.type)})", i)
 
 
 def save_recording(path: PathLike, recording: Recording) -> Path:

@@ -53,70 +53,38 @@ class _SpatiusBackend:
         await self._session.close()
 
 
-class _EnvelopeTap:
-    """Stands where ``session.AvatarSession`` expects a controller, on the
-    backend: it keeps no audio and hands each animation envelope to the relay."""
-
-    def __init__(self, sample_rate: int, on_envelope) -> None:
-        self.sample_rate = sample_rate
-        self._on_envelope = on_envelope
-        self._n = 0
-        self._current: Optional[str] = None
-        self._open = False
-
-    def yield_audio_data(self, pcm, end: bool = False) -> str:
-        if not self._open:
-            self._n += 1
-            self._current = f"utterance-{self._n}"
-        self._open = not end
-        return self._current
-
-    def yield_frames_data(self, envelopes, conversation_id: str) -> bool:
-        from ... import wire
-
-        for env in envelopes or ():
-            msg = wire.decode_message(env)
-            self._on_envelope(env, bool(getattr(msg, "end", False)))
-        return True
-
-    def get_current_conversation_id(self) -> Optional[str]:
-        return self._current
-
-    def interrupt(self) -> None:
-        self._current = None
-        self._open = False
-
-
 class _BuiltinBackend:
-    """The package's own protocol client (``avatarkit_fast.session``) as the
-    backend's server session."""
+    """The package's own protocol client (:class:`avatarkit_fast.MotionConnection`)
+    as the backend's server session: the driving protocol alone, each animation
+    envelope handed to the relay as the server sent it."""
 
     name = "built-in session"
 
     def __init__(self, console: str, ingress: str, sample_rate: int, on_envelope) -> None:
         self._console, self._ingress = console, ingress
-        self._tap = _EnvelopeTap(sample_rate, on_envelope)
-        self._session = None
+        self._rate = sample_rate
+        self._on_envelope = on_envelope
+        self._conn = None
 
     async def start(self) -> None:
-        from ... import session as sessions
+        from ...session import MotionConnection
 
-        token = await sessions.fetch_session_token(self._console, DEMO_KEY)
-        self._session = sessions.AvatarSession(
-            self._tap, self._ingress, app_id=DEMO_APP, session_token=token, avatar_id=DEMO_AVATAR,
+        self._conn = await MotionConnection.from_api_key(
+            self._console, self._ingress, api_key=DEMO_KEY, app_id=DEMO_APP,
+            avatar_id=DEMO_AVATAR, sample_rate=self._rate,
+            on_envelope=lambda env, req_id, end: self._on_envelope(env, bool(end)),
         )
-        await self._session.start()
+        await self._conn.start()
 
     async def send_audio(self, pcm: bytes, end: bool) -> str:
-        await self._session.send(pcm, end)
-        return self._session.current_req_id
+        return await self._conn.send_audio(pcm, end)
 
     async def interrupt(self) -> None:
-        await self._session.interrupt()
+        await self._conn.interrupt()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._conn is not None:
+            await self._conn.close()
 
 
 class _RecordingBackend:
@@ -134,7 +102,7 @@ class _RecordingBackend:
         self._pending = []
         total = 0
         for env in utt.envelopes:
-            total += wire.count_keyframes(env)
+            total += wire.peek_animation(env).n_keyframes
             self._pending.append((total * utt.sample_rate // fps, env))
         self._sent = 0
         self._stopped = False

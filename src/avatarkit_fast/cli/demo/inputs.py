@@ -9,7 +9,8 @@ from typing import Optional
 import numpy as np
 
 from .. import UsageError
-from ..inputfiles import SAMPLE_RATES, cannot_read, decode_envelope, read_recording
+from ... import wire
+from ..inputfiles import SAMPLE_RATES, cannot_read, read_recording
 
 __all__ = ["Utterance", "load_input", "SAMPLE_RATES"]
 
@@ -31,12 +32,11 @@ def load_input(args) -> Utterance:
     if args.recording:
         path = Path(args.recording)
         rec = read_recording(path)
-        pcm = np.frombuffer(rec.audio, "<i2").copy()
+        pcm = np.frombuffer(rec.pcm, "<i2").copy()
         _check_audio(path, pcm, rec.sample_rate)
         req_ids = set()
-        for i, env in enumerate(rec.envelopes):
-            msg = decode_envelope(env, f"{path}: animation message {i}")
-            req_ids.add(getattr(msg, "req_id", ""))
+        for env in rec.envelopes:  # each checked by the reader: its header is enough
+            req_ids.add(wire.peek_animation(env).req_id)
         if len(req_ids) != 1 or not next(iter(req_ids)):
             raise UsageError(f"{path}: expected the envelopes of one request, found req_ids {sorted(req_ids)}")
         return Utterance(pcm, rec.sample_rate, str(path), rec.envelopes, req_ids.pop())
