@@ -38,7 +38,9 @@ from avatarkit_fast.benchmarking import measure, short_mode
 protoref = pytest.importorskip("avatarkit_fast.testing.protoref")
 pytest.importorskip("google.protobuf")
 
-from avatarkit_fast import _wire_py  # noqa: E402
+from avatarkit_fast._compat import load_twin  # noqa: E402
+
+_wire_py = load_twin("wire", "py")
 
 MIN_SPEEDUP_OVER_PROTOBUF = 50.0
 MAX_RATIO_TO_COPY = 4.0
@@ -172,8 +174,20 @@ def timing(envelopes):
 
 
 def test_print_table(timing, envelopes):
+    """The table printed holds the figures measured, each row in its place."""
+    text = _table(timing, envelopes)
     print()
-    print(_table(timing, envelopes))
+    print(text)
+    lines = text.splitlines()
+    n_frames = sum(wire.count_keyframes(e) for e in envelopes)
+    assert f"{len(envelopes)} real envelopes, {n_frames} keyframes" in lines[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[4:]]
+    assert [r[0] for r in rows] == list(timing)
+    pb, cp = timing["protobuf (upb) + numpy"], timing["numpy copy of the bytes"]
+    for (name, t), row in zip(timing.items(), rows):
+        assert row[1] == f"{t * 1e6:,.1f} µs" and row[2] == f"{t / n_frames * 1e9:,.0f} ns"
+        assert float(row[3].rstrip("x").replace(",", "")) == pytest.approx(pb / t, rel=0.01, abs=0.05)
+        assert float(row[4].rstrip("x").replace(",", "")) == pytest.approx(t / cp, rel=0.01, abs=0.005)
 
 
 @pytest.mark.skipif(NO_EXTENSIONS, reason="the compiled codec is not in use")

@@ -64,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pb  # noqa: E402
 
-SAMPLE_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+from avatarkit_fast._schema import SAMPLE_RATES  # noqa: E402
 OPS = ("AUDIO", "RAMP", "FRAMES_STOCK", "FRAMES_RAW", "FRAMES_NONE", "READ", "READ_INTO", "FRAME",
        "FRAME_INTO", "INTERRUPT", "PAUSE", "RESUME", "QUERY", "BAD_TYPE", "CLOSE", "TICKS")
 OP = {name: i for i, name in enumerate(OPS)}

@@ -16,7 +16,6 @@ accepts exactly what ``decode_message`` accepts, with the same header.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
@@ -26,7 +25,9 @@ from _runner import check, instrumented, main  # noqa: E402
 
 with instrumented("avatarkit_fast"):
     import avatarkit_fast.errors as errors
-    import avatarkit_fast._wire_py as wire_py
+    from avatarkit_fast._compat import load_twin
+
+    wire_py = load_twin("wire", "py")
     from avatarkit_fast._schema import DEFAULT_MAX_RATIO
 
     import numpy as np
@@ -37,7 +38,7 @@ def _compiled():
 
     if NO_EXTENSIONS:
         return None
-    return importlib.import_module("avatarkit_fast._wire_c")
+    return load_twin("wire", "c")
 
 
 wire_c = _compiled()

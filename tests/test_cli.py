@@ -21,7 +21,7 @@ from avatarkit_fast.cli.wavfile import read_wav, write_wav
 pytest.importorskip("PIL")
 pytest.importorskip("aiohttp")
 
-FPS = 25
+from avatarkit_fast._schema import FPS  # noqa: E402
 RATE = 16000
 SIZE = 64
 

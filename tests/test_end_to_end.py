@@ -35,7 +35,7 @@ from avatarkit_fast.relay import RelayReceiver, RelaySender, WebSocketSink, pump
 from avatarkit_fast.server import synthesize  # noqa: E402
 
 SR = 16000
-FPS = 25
+from avatarkit_fast._schema import FPS  # noqa: E402
 SPF = SR // FPS  # samples per keyframe (and per virtual-clock tick)
 CHUNK = 2 * SR // 50  # the backend sends 20 ms chunks
 

@@ -10,7 +10,7 @@ import pytest
 
 from avatarkit_fast import AvatarController, ClosedError, SessionGroup, wire
 
-FPS = 25
+from avatarkit_fast._schema import FPS  # noqa: E402
 
 
 def _twin_sets(tag: str, n: int, rng, log: list, sample_rate: int):

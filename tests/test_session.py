@@ -37,7 +37,7 @@ from avatarkit_fast.errors import (
 from avatarkit_fast.session import AvatarSession, ConnectionState, fetch_session_token
 
 SR = 16000
-FPS = 25
+from avatarkit_fast._schema import FPS  # noqa: E402
 TICK = SR // 100  # 10 ms reads
 CHUNK = 2 * SR // 50  # 20 ms of s16le
 APP_ID = "app-test"

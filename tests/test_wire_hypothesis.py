@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 
 import numpy as np
@@ -20,7 +19,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from avatarkit_fast import DecodeError
-from avatarkit_fast._compat import NO_EXTENSIONS
+from avatarkit_fast._compat import NO_EXTENSIONS, load_twin
 
 protoref = pytest.importorskip("avatarkit_fast.testing.protoref")
 pytest.importorskip("google.protobuf")
@@ -33,8 +32,8 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-wire_py = importlib.import_module("avatarkit_fast._wire_py")
-wire_c = None if NO_EXTENSIONS else importlib.import_module("avatarkit_fast._wire_c")
+wire_py = load_twin("wire", "py")
+wire_c = None if NO_EXTENSIONS else load_twin("wire", "c")
 
 needs_both = pytest.mark.skipif(NO_EXTENSIONS, reason="the compiled module is not in use")
 

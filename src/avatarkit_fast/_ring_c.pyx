@@ -71,12 +71,13 @@ from avatarkit_fast.errors import BufferFull
 
 __all__ = ["PcmRing", "KeyframeStore", "KEYFRAME_FLOATS", "NOGIL_COPY_BYTES"]
 
-KEYFRAME_FLOATS = 120
+from avatarkit_fast._schema import KEYFRAME_FLOATS
+
 NOGIL_COPY_BYTES = 1 << 16
 cdef Py_ssize_t _NOGIL_BYTES = NOGIL_COPY_BYTES
 cdef Py_ssize_t _PCM_INITIAL = 1 << 12
 cdef Py_ssize_t _KF_INITIAL = 128
-cdef Py_ssize_t _KF = 120
+cdef Py_ssize_t _KF = KEYFRAME_FLOATS
 cdef bint _LITTLE = sys.byteorder == "little"
 
 

@@ -21,7 +21,7 @@ from .errors import BufferFull
 
 __all__ = ["PcmRing", "KeyframeStore", "KEYFRAME_FLOATS"]
 
-KEYFRAME_FLOATS = 120
+from ._schema import KEYFRAME_FLOATS  # noqa: E402  (re-exported)
 _PCM_INITIAL = 1 << 12  # samples (a quarter second at 16 kHz; grows)
 _KF_INITIAL = 128  # keyframes (about 5 s at 25 fps)
 _INT16_FORMATS = ("h", "<h", "=h") if sys.byteorder == "little" else ("h", "=h", ">h")

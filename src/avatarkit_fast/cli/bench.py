@@ -15,11 +15,11 @@ from typing import Callable
 import numpy as np
 
 from .. import benchmarking
-from .._compat import NO_EXTENSIONS
+from .._compat import NO_EXTENSIONS, load_twin
 
 __all__ = ["run_bench", "collect"]
 
-FPS = 25
+from .._schema import FPS  # noqa: E402
 RATE = 16000
 
 
@@ -83,7 +83,7 @@ def collect(rounds: int | None = None) -> list[dict]:
         rows.append({"case": case, "unit": unit, **{k: t.get(k) for k in ("c", "py", "floor")}})
 
     # Decoding one real-sized envelope (100 keyframes, ~50 kB).
-    mods = {tag: importlib.import_module(f"avatarkit_fast._wire_{tag}") for tag in _impls()}
+    mods = {tag: load_twin("wire", tag) for tag in _impls()}
     add("decode envelope (100 keyframes)", "envelope",
         {tag: (lambda m=m: m.decode_animation(envelope)) for tag, m in mods.items()},
         floor=floor_buf.copy)
@@ -132,7 +132,7 @@ def _fmt(seconds) -> str:
 def run_bench(args) -> int:
     if not NO_EXTENSIONS:
         try:
-            from .. import _wire_c  # noqa: F401
+            load_twin("wire", "c")
         except ImportError:
             print("note: the compiled modules are not built here; timing the pure-Python twins only",
                   file=sys.stderr)

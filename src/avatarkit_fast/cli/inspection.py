@@ -17,19 +17,18 @@ from typing import Any
 
 import numpy as np
 
+from .._schema import FLAME_LAYOUT, KEYFRAME_FLOATS
 from . import UsageError
 from .inputfiles import NOT_ANY_INPUT, b64, decode_envelope, parse_recording, read_bytes
 
 __all__ = ["inspect_file", "run_inspect"]
 
-_GROUPS = (("translation", 3), ("rotation", 3), ("neck_pose", 3), ("jaw_pose", 3),
-           ("eye_pose", 6), ("eye_lid", 2), ("expression", 100))
 
 
 def _ranges(frames: np.ndarray) -> dict[str, list[float]]:
     out = {}
     i = 0
-    for name, size in _GROUPS:
+    for name, size in FLAME_LAYOUT:
         block = frames[:, i:i + size]
         i += size
         out[name] = [round(float(block.min()), 6), round(float(block.max()), 6)] if len(block) else []
@@ -56,7 +55,7 @@ def _envelopes_summary(envelopes: list[bytes], where: str, fps: int = 25) -> dic
         elif isinstance(msg, wire.ServerErrorMessage):
             entry.update(code=msg.code, message=msg.message, req_id=msg.req_id)
         messages.append(entry)
-    all_frames = np.concatenate(frames) if frames else np.zeros((0, 120), np.float32)
+    all_frames = np.concatenate(frames) if frames else np.zeros((0, KEYFRAME_FLOATS), np.float32)
     return {
         "messages": len(messages),
         "per_message": messages,
@@ -79,7 +78,7 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
             frames = np.load(p, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise UsageError(f"{p}: not a readable keyframes .npy ({exc})") from None
-        if frames.ndim != 2 or frames.shape[1] != 120 or frames.dtype.kind not in "fiu":
+        if frames.ndim != 2 or frames.shape[1] != KEYFRAME_FLOATS or frames.dtype.kind not in "fiu":
             raise UsageError(f"{p}: not keyframes: expected numbers of shape (n, 120), found "
                              f"{frames.dtype} of shape {frames.shape}")
         moving = np.abs(np.diff(frames, axis=0)).sum(axis=1) > 0 if len(frames) > 1 else np.zeros(0, bool)

@@ -61,7 +61,7 @@ __all__ = [
 
 logger = logging.getLogger("avatarkit_fast.server")
 
-FPS = 25
+from .._schema import FPS  # noqa: E402
 FIRST_BATCH = 50  # keyframes in a request's first envelope (2 s of audio)
 NEXT_BATCH = 100  # keyframes in every later envelope but the last (4 s)
 
