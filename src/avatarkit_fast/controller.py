@@ -13,7 +13,8 @@ are decoded by :mod:`avatarkit_fast.wire` straight into the keyframe store.
 
 Choices where the product description is silent:
 
-* The conversation id is a fresh random hex string per conversation.
+* The conversation id is a fresh id per conversation, in the service's form
+  (:func:`avatarkit_fast._ids.new_id`: the UTC second and 12 random characters).
   :meth:`~AvatarController.get_current_conversation_id` returns it while the
   conversation is in progress (waiting for animation, playing or paused) and None
   once it has played to its end, after :meth:`~AvatarController.interrupt` and
@@ -54,13 +55,14 @@ import enum
 import logging
 import math
 import threading
-import uuid
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from . import ring, sync, wire
 from ._schema import KEYFRAME_FLOATS, SAMPLE_RATES
+from ._ids import new_id
+from ._report import report
 from .errors import AvatarKitError, BufferFull, ClosedError, DecodeError, ServerError
 
 __all__ = [
@@ -285,7 +287,7 @@ class AvatarController:
                 raise BufferFull(
                     f"{nbytes // 2} samples exceed the audio cap of {self._pcm.max_samples}"
                 )
-            cid = uuid.uuid4().hex
+            cid = new_id()
             # One engine call: the events of the start are delivered with its
             # audio already in, so a callback sees (and may act on) both.
             engine.begin(cid, pcm, end)
@@ -541,14 +543,10 @@ class AvatarController:
             self._report(err)
 
     def _report(self, err: AvatarKitError) -> None:
-        cb = self._on_error
-        if cb is None or self._in_on_error:
-            logger.error("%s", err, exc_info=err.__cause__)
-            return
+        # The guard: an error raised while on_error runs is logged, not re-reported.
+        cb = None if self._in_on_error else self._on_error
         self._in_on_error = True
         try:
-            cb(err)
-        except Exception:
-            logger.exception("on_error callback raised while reporting: %s", err)
+            report(cb, err, logger, level=logging.ERROR)
         finally:
             self._in_on_error = False
