@@ -128,7 +128,10 @@ async def run_network(args, utt: Utterance, *, on_arrival: Callable[[Arrival], N
         await ws.wait_closed()
 
     async def client(url):
-        # The client: every relay message is logged (and, live, fed) on arrival.
+        # The client's network tap: every relay message is logged with its
+        # arrival time (and, live, handed on).  It applies nothing itself, so it
+        # is not pump_websocket: the playout feeds the logged frames to a
+        # RelayReceiver on the virtual clock, repeatably (see playout.py).
         async with connect(url, max_size=None) as ws:
             async for message in ws:
                 t = time.monotonic() - log.t0
