@@ -1,0 +1,310 @@
+"""The live view in a real headless Chromium, driven over the DevTools protocol.
+
+``avatarkit-fast demo --live`` and ``avatarkit-fast serve --viewer`` run as
+real processes on loopback; Chromium (Debian's ``chromium``) loads the page.
+The page plays the sound through Web Audio (the autoplay policy lifted by a
+flag, as a click would) and draws the face by the audio clock.  Checked: no
+console error, the audio context runs, the keyframe index follows the audio
+position (``floor(position * fps)``), the keyframes and samples the page got
+are the ones the demo played, the screenshot shows the face, and the page
+survives its server going away (says so, reconnects to a new one on the same
+port and plays again).  Skips, saying so, only where no ``chromium`` is found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("aiohttp")
+PIL = pytest.importorskip("PIL.Image")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--autoplay-policy=no-user-gesture-required", "--use-fake-ui-for-media-stream",
+         "--remote-debugging-port=0"]
+BG = (236, 240, 245)  # the face canvas's background
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Page:
+    """One Chromium page over the DevTools protocol (a WebSocket): commands,
+    and the console errors and exceptions it reports."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.next_id = 0
+        self.pending: dict[int, asyncio.Future] = {}
+        self.errors: list[tuple[float, str]] = []
+        self.disconnected_at = None  # first seen saying its server went away
+        self.reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            msg = json.loads(raw)
+            if "id" in msg:
+                fut = self.pending.pop(msg["id"], None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+                continue
+            method, params = msg.get("method"), msg.get("params", {})
+            if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+                text = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+                self.errors.append((time.monotonic(), f"console.{params['type']}: {text}"))
+            elif method == "Runtime.exceptionThrown":
+                d = params.get("exceptionDetails", {})
+                self.errors.append((time.monotonic(), "exception: " + str(
+                    d.get("exception", {}).get("description", d.get("text")))))
+            elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
+                e = params["entry"]
+                self.errors.append((time.monotonic(), f"log ({e.get('source')}): {e.get('text')} {e.get('url', '')}"))
+
+    async def send(self, method: str, **params):
+        self.next_id += 1
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[self.next_id] = fut
+        await self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        msg = await asyncio.wait_for(fut, 15)
+        if "error" in msg:
+            raise AssertionError(f"{method}: {msg['error']}")
+        return msg["result"]
+
+    async def eval(self, expression: str):
+        r = await self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in r:
+            raise AssertionError(f"{expression}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    async def state(self) -> dict:
+        return await self.eval(
+            "(() => { const v = window.avatarkitViewer; if (!v) return null;"
+            " const o = {}; for (const k in v) if (v[k] === null || (typeof v[k] !== 'object' && typeof v[k] !== 'function'))"
+            " o[k] = v[k]; o.errors = v.errors.slice(); o.statusText = document.getElementById('status')"
+            ".textContent; o.counters = v.counters; return o; })()")
+
+    async def wait_for(self, what: str, predicate, timeout: float, every: float = 0.05) -> dict:
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            state = await self.state()
+            if state is not None and state["status"] == "disconnected" and self.disconnected_at is None:
+                self.disconnected_at = time.monotonic()
+            if state is not None and predicate(state):
+                return state
+            await asyncio.sleep(every)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; page state: {state}")
+
+    async def screenshot(self) -> "PIL.Image.Image":
+        r = await self.send("Page.captureScreenshot", format="png")
+        from PIL import Image
+
+        return Image.open(io.BytesIO(base64.b64decode(r["data"]))).convert("RGB")
+
+    async def canvas_box(self, element_id: str) -> tuple[int, int, int, int]:
+        box = await self.eval(f"(() => {{ const r = document.getElementById('{element_id}')"
+                              ".getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()")
+        return tuple(int(round(v)) for v in box)
+
+
+class Chromium:
+    """A headless Chromium with its own profile; its DevTools port from
+    ``DevToolsActivePort``."""
+
+    def __init__(self) -> None:
+        self.profile = tempfile.mkdtemp(prefix="avatarkit-chromium-")
+        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = Path(self.profile) / "DevToolsActivePort"
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise AssertionError("chromium did not start (no DevToolsActivePort)")
+            time.sleep(0.05)
+        self.port = int(port_file.read_text().split()[0])
+
+    def page_ws_url(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=10) as r:
+            targets = json.load(r)
+        return next(t["webSocketDebuggerUrl"] for t in targets if t.get("type") == "page")
+
+    async def open_page(self) -> Page:
+        from websockets.asyncio.client import connect
+
+        ws = await connect(self.page_ws_url(), max_size=None)
+        page = Page(ws)
+        for domain in ("Runtime", "Log", "Page"):
+            await page.send(f"{domain}.enable")
+        return page
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    browser = Chromium()
+    yield browser
+    browser.close()
+
+
+def start(cmd: list[str]) -> tuple[subprocess.Popen, str]:
+    """Start a command of the package; the live view URL it prints."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "avatarkit_fast", *cmd], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 30
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("live view: "):
+            url = line.split()[2]
+            assert "opened" not in line  # --no-open: no browser asked for
+            return proc, url
+    proc.kill()
+    raise AssertionError(f"no live view URL printed: {lines} {proc.stderr.read()}")
+
+
+def face_pixels(img, box) -> int:
+    """Pixels of the face canvas that are not its background."""
+    x, y, w, h = box
+    a = np.asarray(img.crop((x + 2, y + 2, x + w - 2, y + h - 2)), dtype=np.int16)
+    return int((np.abs(a - np.array(BG)).sum(axis=2) > 30).sum())
+
+
+def check_sync(samples: list[dict], fps: int) -> None:
+    """The keyframe index is floor(position * fps) (within one frame), and the
+    position advances with the wall clock."""
+    playing = [s for s in samples if s["playing"] and s["frameIndex"] >= 0]
+    assert len(playing) >= 10, samples[-3:]
+    for s in playing:
+        assert abs(s["frameIndex"] - math.floor(s["audioPosition"] * fps)) <= 1, s
+    first, last = playing[0], playing[-1]
+    assert last["frameIndex"] > first["frameIndex"] + fps // 2
+    assert last["framesDrawn"] > first["framesDrawn"]
+    rate = (last["audioPosition"] - first["audioPosition"]) / (last["t"] - first["t"])
+    assert 0.8 < rate < 1.2, f"audio position advanced at {rate:.2f} times the wall clock"
+
+
+async def sample_while(page: Page, proc: subprocess.Popen, seconds: float) -> list[dict]:
+    out = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        s = await page.state()
+        s["t"] = time.monotonic()
+        if s["status"] == "disconnected":
+            page.disconnected_at = page.disconnected_at or s["t"]
+            break
+        out.append(s)
+        await asyncio.sleep(0.05)
+    return out
+
+
+@needs_chromium
+def test_demo_live_in_chromium(chromium, tmp_path):
+    """demo --live: sound and face in sync, what the demo played, the face
+    drawn; then the server goes away (the page says so) and a second run on
+    the same port plays in the same page."""
+    port = free_port()
+    out1, out2 = tmp_path / "run1", tmp_path / "run2"
+    cmd = ["demo", "--live", "--no-open", "--live-port", str(port), "--live-wait", "20", "--seconds", "2.5",
+           "--jitter-ms", "5", "-q"]
+
+    async def main():
+        page = await chromium.open_page()
+        proc, url = start([*cmd, "--out", str(out1)])
+        assert url == f"http://127.0.0.1:{port}/"
+        try:
+            await page.send("Page.navigate", url=url)
+            await page.wait_for("the conversation to play", lambda s: s["playing"] and s["frameIndex"] > 0, 20)
+            state = await page.state()
+            assert state["audioState"] == "running"
+            assert state["connected"] and state["status"] == "connected"
+            samples = await sample_while(page, proc, 1.2)
+            shot = await page.screenshot()
+            box = await page.canvas_box("face")
+            samples += await sample_while(page, proc, 10)
+            # Until the server went away the page reported no error.
+            await page.wait_for("the page to see the server gone", lambda s: s["status"] == "disconnected", 20)
+            errors_before = [e for t, e in page.errors if t < page.disconnected_at]
+            assert proc.wait(20) == 0, proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        check_sync(samples, 25)
+        shot.save(os.environ.get("AVATARKIT_LIVE_SCREENSHOT") or tmp_path / "live-view.png")
+        pixels = face_pixels(shot, box)
+        assert pixels > 0.15 * box[2] * box[3], f"the face canvas is nearly blank: {pixels} pixels drawn"
+        # What the page got is what the demo played, keyframe for keyframe and sample for sample.
+        played = np.load(out1 / "keyframes.npy")
+        got = await page.eval("window.avatarkitViewer.receivedKeyframes()")
+        assert len(got) == len(played)
+        np.testing.assert_array_equal(np.asarray(got, dtype=np.float32), played)
+        import wave
+
+        with wave.open(str(out1 / "played.wav")) as w:
+            assert (await page.state())["samplesReceived"] == w.getnframes()
+        assert not errors_before, errors_before
+
+        # The server has gone: the page says so and keeps trying.
+        state = await page.wait_for("the page to see the server gone", lambda s: s["status"] == "disconnected", 10)
+        assert "went away" in state["statusText"] and "reconnecting" in state["statusText"]
+        first_conv = state["conv"]
+        await asyncio.sleep(1.0)  # a failed attempt or two while nothing listens
+
+        proc, url2 = start([*cmd, "--out", str(out2)])
+        try:
+            assert url2 == url
+            state = await page.wait_for("the page to reconnect and play the new run",
+                                        lambda s: s["connected"] and s["conv"] != first_conv
+                                        and s["playing"] and s["frameIndex"] > 5, 25)
+            assert state["reconnects"] >= 1
+            samples = await sample_while(page, proc, 1.0)
+            assert proc.wait(20) == 0, proc.stderr.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        check_sync(samples, 25)
+        # While the server was away only the connection attempts may have failed.
+        others = [e for _, e in page.errors if "WebSocket connection" not in e and "ERR_CONNECTION_REFUSED" not in e]
+        assert not others, others
+        await page.ws.close()
+
+    asyncio.run(main())
