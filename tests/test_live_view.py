@@ -308,3 +308,103 @@ def test_demo_live_in_chromium(chromium, tmp_path):
         await page.ws.close()
 
     asyncio.run(main())
+
+
+async def speak(console: str, ingress: str, seconds: float, *, interrupt_on: asyncio.Event | None = None,
+                seed: int = 3) -> tuple[str, str]:
+    """One request to the motion server through the package's client: made-up
+    speech sent as fast as a TTS engine makes it; (connection id, req_id).
+    With ``interrupt_on`` the request is left open and interrupted once it is set."""
+    from avatarkit_fast.cli.speech import synthesize_speech
+    from avatarkit_fast.session import MotionConnection
+
+    pcm = synthesize_speech(seconds, 16000, seed=seed).astype("<i2").tobytes()
+    conn = await MotionConnection.from_api_key(console, ingress, api_key="k", app_id="app",
+                                               avatar_id="avatar", sample_rate=16000)
+    cid = await conn.start()
+    step = 640 * 2
+    req = None
+    for i in range(0, len(pcm), step):
+        req = await conn.send_audio(pcm[i:i + step], end=interrupt_on is None and i + step >= len(pcm))
+    if interrupt_on is not None:
+        await interrupt_on.wait()
+        await conn.interrupt(req)
+    await asyncio.sleep(0.3)
+    await conn.close()
+    return cid, req
+
+
+def start_serve(port: int) -> tuple[subprocess.Popen, str, str, str]:
+    proc, url = start(["serve", "--viewer", "--no-open", "--port", str(port)])
+    return proc, url, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+
+
+def stop_serve(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@needs_chromium
+def test_serve_viewer_in_chromium(chromium):
+    """serve --viewer: the page at /viewer/ plays a client's request (its audio
+    as it came in, its keyframes as they left), stops at an interrupt, and
+    survives the server's restart."""
+    port = free_port()
+
+    async def main():
+        page = await chromium.open_page()
+        proc, url, console, ingress = start_serve(port)
+        try:
+            assert url == f"http://127.0.0.1:{port}/viewer/"
+            await page.send("Page.navigate", url=url)
+            await page.wait_for("the page to connect", lambda s: s["connected"], 10)
+            cid, req = await speak(console, ingress, 2.0)
+            state = await page.wait_for("the request to play", lambda s: s["playing"] and s["frameIndex"] > 3, 10)
+            assert state["conv"] == f"{cid}/{req}"
+            assert state["audioState"] == "running"
+            samples = await sample_while(page, proc, 0.9)
+            check_sync(samples, 25)
+            state = await page.wait_for("the request to end", lambda s: s["ended"] and not s["playing"], 10)
+            assert state["samplesReceived"] == 32000 and state["keyframesReceived"] == 50
+            assert state["counters"]["keyframes_sent"] == 50 and state["counters"]["requests"] == 1
+            assert abs(state["audioPosition"] - 2.0) < 1e-9
+
+            # An interrupt a second into an open request: the sound and the face stop there.
+            go = asyncio.Event()
+            speaking = asyncio.ensure_future(speak(console, ingress, 3.0, interrupt_on=go, seed=4))
+            await page.wait_for("the second request to play", lambda s: s["conversations"] == 2 and s["playing"]
+                                and s["audioPosition"] > 1.0, 10)
+            go.set()
+            state = await page.wait_for("the interrupt", lambda s: s["interrupts"] == 1 and not s["playing"], 5)
+            stopped_at = state["audioPosition"]
+            assert 1.0 < stopped_at < 1.6, state
+            await speaking
+            await asyncio.sleep(0.3)
+            state = await page.state()
+            assert not state["playing"] and state["audioPosition"] == stopped_at, state
+            assert state["counters"]["requests_interrupted"] == 1
+            assert not page.errors, page.errors
+
+            stop_serve(proc)
+            state = await page.wait_for("the page to see the server gone", lambda s: s["status"] == "disconnected", 10)
+            assert "went away" in state["statusText"]
+            await asyncio.sleep(0.8)
+            proc, url2, console, ingress = start_serve(port)
+            await page.wait_for("the page to reconnect", lambda s: s["connected"] and s["reconnects"] >= 1, 15)
+            cid, req = await speak(console, ingress, 1.5, seed=5)
+            state = await page.wait_for("the new server's request to play",
+                                        lambda s: s["conv"] == f"{cid}/{req}" and s["playing"]
+                                        and s["frameIndex"] > 3, 10)
+            others = [e for _, e in page.errors
+                      if "WebSocket connection" not in e and "ERR_CONNECTION_REFUSED" not in e]
+            assert not others, others
+        finally:
+            stop_serve(proc)
+        await page.ws.close()
+
+    asyncio.run(main())

@@ -11,7 +11,8 @@ Messages, server to page, on ``ws`` (the page sends nothing but pings):
     conversation starts (the page stops whatever it played before);
   - ``{"type": "end", "conv": str}``: no more audio will come for it;
   - ``{"type": "interrupt", "conv": str, "at": int}``: cut at sample ``at``
-    (what is scheduled after it is dropped);
+    (what is scheduled after it is dropped); without ``at``, at the sample the
+    page is playing (the sound and the face stop at once);
   - ``{"type": "counters", "source": str, "counters": {name: number}}``.
 
 - binary: a 4-byte little-endian header length ``h``, ``h`` bytes of JSON
@@ -291,8 +292,12 @@ class LiveViewer:
     def end(self, conv: str) -> None:
         self._post(json.dumps({"type": "end", "conv": conv}))
 
-    def interrupt(self, conv: str, at: int) -> None:
-        self._post(json.dumps({"type": "interrupt", "conv": conv, "at": int(at)}))
+    def interrupt(self, conv: str, at: Optional[int] = None) -> None:
+        """Cut the conversation at sample ``at``; None: at the sample the page plays now."""
+        message = {"type": "interrupt", "conv": conv}
+        if at is not None:
+            message["at"] = int(at)
+        self._post(json.dumps(message))
 
     def _post(self, message, *, begin: int = 0, samples: int = 0) -> None:
         loop = self._loop
@@ -428,8 +433,8 @@ class MotionObserver:
         self._frames[conv] = first + len(frames)
 
     def request_interrupted(self, session: str, req_id: str) -> None:
-        conv = self._conv(session, req_id)
-        self.viewer.interrupt(conv, self._samples.get(conv, 0))
+        # The server knows what was sent, not what is being heard: the page cuts where it is.
+        self.viewer.interrupt(self._conv(session, req_id))
 
 
 def open_browser(url: str) -> bool:

@@ -145,15 +145,20 @@
     }
   }
 
+  // An interrupt cuts the conversation at sample `at` (what was scheduled after it
+  // is dropped), or, without `at`, at the sample being heard now: the sound and
+  // the face stop at once.
   function onInterrupt(msg) {
     V.interrupts += 1;
     if (conv === null || msg.conv !== conv.id) return;
-    conv.cutAt = msg.at;
-    conv.interruptAt = msg.at;
+    const now = msg.at === undefined || msg.at === null;
+    let at = msg.at;
+    if (now) at = conv.started && ctx !== null ? Math.max(0, samplesHeard(ctx.currentTime - V.latency)) : 0;
+    conv.cutAt = conv.interruptAt = at;
     for (const s of conv.sources) {
-      if (s.offset >= msg.at) { try { s.node.stop(); } catch (e) { /* not started */ } }
+      if (now || s.offset >= at) { try { s.node.stop(); } catch (e) { /* not started */ } }
     }
-    conv.pending = conv.pending.filter((c) => c.offset < msg.at);
+    conv.pending = conv.pending.filter((c) => c.offset < at);
   }
 
   // Samples of the conversation heard at context time `t`; -1 before the first.
@@ -199,7 +204,7 @@
   // (widened by expression[0], smile by expression[1]); eye_lid closes the lids;
   // the eyes look along eye_pose.
   function drawFace(k) {
-    const S = face.width, lw = S / 192;
+    const S = face.width, lw = 1;  // line widths in pixels, as the demo's pictures have them
     fg.fillStyle = BG; fg.fillRect(0, 0, S, S);
     const T = L.translation, Rr = L.rotation, N = L.neck_pose, J = L.jaw_pose, E = L.eye_pose,
       Ld = L.eye_lid, X = L.expression;
