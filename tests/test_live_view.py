@@ -417,3 +417,103 @@ def test_serve_viewer_in_chromium(chromium):
         await chromium.close_page(page)
 
     asyncio.run(main())
+
+
+# -- without a browser: the message format, and the options ------------------------
+
+
+def decode(message) -> tuple[dict, bytes]:
+    if isinstance(message, str):
+        return json.loads(message), b""
+    import struct
+
+    (h,) = struct.unpack_from("<I", message)
+    assert h % 4 == 0  # the payload is aligned for a Float32Array / Int16Array view
+    return json.loads(message[4:4 + h]), bytes(message[4 + h:])
+
+
+def test_viewer_messages_on_a_websocket():
+    """The documented format, read by a plain WebSocket client: hello with the
+    FLAME layout, begin, PCM and keyframes with their offsets, interrupt, end;
+    a page that connects late gets the conversation from its begin."""
+    from websockets.sync.client import connect
+
+    from avatarkit_fast._schema import FLAME_OFFSETS
+    from avatarkit_fast.cli.live.server import LiveViewer
+
+    viewer = LiveViewer(counters=lambda: {"samples_played": 7, "name": "not a number"})
+    url = viewer.start_in_thread("127.0.0.1", 0)
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert b'src="viewer.js"' in r.read()
+        with urllib.request.urlopen(url + "viewer.js", timeout=10) as r:
+            assert b"window.avatarkitViewer" in r.read()
+        ws_url = "ws" + url[4:] + "ws"
+        frames = np.random.default_rng(1).standard_normal((3, 120)).astype(np.float32)
+        pcm = np.arange(-640, 640, dtype=np.int16)
+        with connect(ws_url) as early:
+            hello, _ = decode(early.recv(5))
+            assert hello == {"type": "hello", "version": 1, "title": viewer.title, "layout": FLAME_OFFSETS}
+            assert viewer.wait_for_page(5)
+            viewer.begin("c1", 16000, 25)
+            viewer.audio("c1", 0, pcm)
+            viewer.keyframes("c1", 0, frames)
+            viewer.interrupt("c1", 900)
+            viewer.interrupt("c1")
+            viewer.end("c1")
+            got = []
+            while len(got) < 6:
+                header, payload = decode(early.recv(5))
+                if header["type"] != "counters":
+                    got.append((header, payload))
+                else:
+                    assert header["counters"] == {"samples_played": 7} and header["source"] == "controller"
+            assert got[0][0] == {"type": "begin", "conv": "c1", "sample_rate": 16000, "fps": 25}
+            assert got[1][0] == {"type": "audio", "conv": "c1", "offset": 0}
+            np.testing.assert_array_equal(np.frombuffer(got[1][1], "<i2"), pcm)
+            assert got[2][0] == {"type": "keyframes", "conv": "c1", "first": 0, "count": 3}
+            np.testing.assert_array_equal(np.frombuffer(got[2][1], "<f4").reshape(3, 120), frames)
+            assert got[3][0] == {"type": "interrupt", "conv": "c1", "at": 900}
+            assert got[4][0] == {"type": "interrupt", "conv": "c1"}
+            assert got[5][0] == {"type": "end", "conv": "c1"}
+        with connect(ws_url) as late:
+            kinds = []
+            while len(kinds) < 7:
+                kind = decode(late.recv(5))[0]["type"]
+                if kind != "counters":
+                    kinds.append(kind)
+            assert kinds == ["hello", "begin", "audio", "keyframes", "interrupt", "interrupt", "end"]
+    finally:
+        viewer.stop()
+    with pytest.raises(OSError):
+        connect(ws_url, open_timeout=2)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "avatarkit_fast", *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["demo", "--live-port", "9000"], "--live-port goes with --live"),
+    (["demo", "--no-open"], "--no-open goes with --live"),
+    (["demo", "--live-wait", "1"], "--live-wait goes with --live"),
+    (["demo", "--live", "--live-port", "70000"], "70000"),
+    (["serve", "--no-open"], "--no-open goes with --viewer"),
+])
+def test_live_options_refused(args, message, tmp_path):
+    r = run_cli(*args, "--out", str(tmp_path)) if args[0] == "demo" else run_cli(*args)
+    assert r.returncode == 2, r
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_demo_live_port_taken(tmp_path):
+    """A port something else holds: one line, exit 2, nothing played."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        r = run_cli("demo", "--live", "--no-open", "--live-port", str(s.getsockname()[1]), "--out", str(tmp_path))
+    assert r.returncode == 2, r
+    assert "cannot listen" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "report.json").exists()
