@@ -517,3 +517,36 @@ def test_demo_live_port_taken(tmp_path):
     assert r.returncode == 2, r
     assert "cannot listen" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "report.json").exists()
+
+
+def test_slow_page_is_dropped_and_catches_up(monkeypatch):
+    """A page that does not read is closed (code 1013) instead of holding the
+    feed up or growing without bound; on reconnecting it gets the conversation."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from avatarkit_fast.cli.live import server as live_server
+
+    monkeypatch.setattr(live_server, "PAGE_QUEUE", 8)
+    viewer = live_server.LiveViewer()
+    url = viewer.start_in_thread("127.0.0.1", 0)
+    ws_url = "ws" + url[4:] + "ws"
+    try:
+        with connect(ws_url, max_size=None) as slow:
+            assert viewer.wait_for_page(5)
+            viewer.begin("c", 16000, 25)
+            chunk = np.zeros(64_000, np.int16)
+            t0 = time.monotonic()
+            for i in range(400):  # 51 MB the page never reads: far beyond the socket's buffers
+                viewer.audio("c", i * len(chunk), chunk)
+            assert time.monotonic() - t0 < 5  # the feed never waited for the page
+            with pytest.raises(ConnectionClosed) as closed:
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    slow.recv(20)
+            assert closed.value.rcvd.code == 1013
+        with connect(ws_url, max_size=None) as again:
+            first = [decode(again.recv(5))[0]["type"] for _ in range(3)]
+            assert first == ["hello", "begin", "audio"]
+    finally:
+        viewer.stop()

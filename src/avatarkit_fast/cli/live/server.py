@@ -147,15 +147,14 @@ class LiveViewer:
     async def _websocket(self, request):
         ws = web.WebSocketResponse(heartbeat=5.0, max_msg_size=1 << 16)
         await ws.prepare(request)
-        queue: asyncio.Queue = asyncio.Queue(PAGE_QUEUE)
-        queue.put_nowait(json.dumps({"type": "hello", "version": PROTOCOL_VERSION, "title": self.title,
-                                     "layout": FLAME_OFFSETS}))
-        for message in self._history:
-            queue.put_nowait(message)
+        queue: asyncio.Queue = asyncio.Queue()  # bounded by _broadcast
+        hello = json.dumps({"type": "hello", "version": PROTOCOL_VERSION, "title": self.title,
+                            "layout": FLAME_OFFSETS})
+        catch_up = [hello, *self._history]  # sent before anything queued after it
         self._pages[ws] = queue
         self.pages_served += 1
         self._connected.set()
-        writer = asyncio.get_running_loop().create_task(self._write(ws, queue))
+        writer = asyncio.get_running_loop().create_task(self._write(ws, catch_up, queue))
         try:
             async for msg in ws:  # the page sends nothing that matters; read to see it close
                 if msg.type == WSMsgType.ERROR:
@@ -167,20 +166,28 @@ class LiveViewer:
                 await writer
         return ws
 
-    async def _write(self, ws, queue: asyncio.Queue) -> None:
+    async def _write(self, ws, catch_up: list, queue: asyncio.Queue) -> None:
+        for message in catch_up:
+            if not await self._send(ws, message):
+                return
         while True:
             message = await queue.get()
             if message is None:
                 await ws.close(code=1013, message=b"too slow; reconnect")
                 return
-            try:
-                if isinstance(message, str):
-                    await ws.send_str(message)
-                else:
-                    await ws.send_bytes(message)
-            except (ConnectionError, RuntimeError):
+            if not await self._send(ws, message):
                 return
-            self.messages_sent += 1
+
+    async def _send(self, ws, message) -> bool:
+        try:
+            if isinstance(message, str):
+                await ws.send_str(message)
+            else:
+                await ws.send_bytes(message)
+        except (ConnectionError, RuntimeError):
+            return False
+        self.messages_sent += 1
+        return True
 
     async def _send_counters(self) -> None:
         while True:
@@ -190,7 +197,7 @@ class LiveViewer:
             except Exception as exc:  # noqa: BLE001 - a counter read never stops the view
                 counters = {"error": repr(exc)}
             self._broadcast(json.dumps({"type": "counters", "source": self.counters_source,
-                                        "counters": _numbers(counters)}), keep=False)
+                                        "counters": _numbers(counters)}))
 
     # -- running --------------------------------------------------------------
 
@@ -317,13 +324,13 @@ class LiveViewer:
                 self._history = self._history[:1]  # keep the begin; late pages see the rest from now
                 self._history_samples = samples
         self._history.append(message)
-        self._broadcast(message, keep=True)
+        self._broadcast(message)
 
-    def _broadcast(self, message, keep: bool) -> None:
+    def _broadcast(self, message) -> None:
         for queue in list(self._pages.values()):
-            try:
+            if queue.qsize() < PAGE_QUEUE:
                 queue.put_nowait(message)
-            except asyncio.QueueFull:
+            else:
                 # Too slow a page: drop what is queued, close it; it reconnects and catches up.
                 while not queue.empty():
                     queue.get_nowait()
