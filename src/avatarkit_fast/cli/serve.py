@@ -10,6 +10,7 @@ only when the command runs (it needs ``aiohttp``).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import math
 import re
@@ -114,6 +115,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help=f"refuse sessions beyond N at once, 1..{MAX_SESSIONS} (ServerError and close code 4003)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log sessions and errors")
+    parser.add_argument("--viewer", action="store_true",
+                        help="serve a live view of the request begun last at /viewer/ on the same port "
+                             "(prints its URL and opens it)")
+    parser.add_argument("--no-open", action="store_true", help="with --viewer, print the URL but open no browser")
     return parser
 
 
@@ -140,6 +145,12 @@ def run_args(args: argparse.Namespace) -> int:
     except ImportError as exc:  # aiohttp missing: the server says what to install
         print(f"{PROG} serve: {exc}", file=sys.stderr)
         return 1
+    if args.no_open and not args.viewer:
+        raise UsageError("--no-open goes with --viewer")
+    if args.viewer:
+        from .live.run import serve_with_viewer
+
+        serve = functools.partial(serve_with_viewer, open_page=not args.no_open)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:

@@ -79,6 +79,8 @@ class MotionServer:
     ``avatars``: None accepts any avatar id; otherwise the known ids.
     ``speed``: None generates as fast as audio arrives; a number paces each
     batch to that multiple of real time (1.0 = real time).
+    ``observer``: told every request's audio, keyframes and interrupt
+    (:class:`~avatarkit_fast.server.protocol.RequestObserver`; the live view).
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class MotionServer:
         max_session_seconds: float | None = None,
         max_sessions: int | None = None,
         max_message_bytes: int = 8 << 20,
+        observer=None,
     ) -> None:
         self.auth = Auth(api_keys, avatars)
         if speed is not None and not (0 < speed <= MAX_SPEED):
@@ -107,6 +110,7 @@ class MotionServer:
         self.max_session_seconds = max_session_seconds
         self.max_sessions = max_sessions
         self.max_message_bytes = max_message_bytes
+        self.observer = observer
         self.stats = ServerStats()
         self._sessions: set[ProtocolSession] = set()
         self._runner = None

@@ -56,6 +56,7 @@ __all__ = [
     "NEXT_BATCH",
     "ProtocolSession",
     "Request",
+    "RequestObserver",
     "SessionHost",
 ]
 
@@ -85,6 +86,18 @@ class SessionHost(Protocol):
     max_request_seconds: float
     max_session_seconds: Optional[float]
     stats: "ServerStatsLike"
+    #: Told each request's audio, keyframes and interrupt (or None); its hooks never block.
+    observer: Optional["RequestObserver"]
+
+
+class RequestObserver(Protocol):
+    """Watches the requests of every session (the live view's feed)."""
+
+    def request_audio(self, session: str, req_id: str, sample_rate: int, pcm: bytes, end: bool) -> None: ...
+
+    def request_animation(self, session: str, req_id: str, frames, end: bool) -> None: ...
+
+    def request_interrupted(self, session: str, req_id: str) -> None: ...
 
 
 class ServerStatsLike(Protocol):
@@ -285,6 +298,9 @@ class ProtocolSession:
             self.server.stats.requests += 1
             req.task = asyncio.get_running_loop().create_task(self.generate(req))
         req.synth.push(msg.audio)
+        observer = getattr(self.server, "observer", None)
+        if observer is not None:
+            observer.request_audio(self.connection_id, req_id, self.sample_rate, msg.audio, bool(msg.end))
         if req.synth.samples_in > self.server.max_request_seconds * self.sample_rate:
             await self.error(
                 ERR_TOO_LONG,
@@ -308,6 +324,9 @@ class ProtocolSession:
         req.interrupted = True
         req.wake.set()
         self.server.stats.requests_interrupted += 1
+        observer = getattr(self.server, "observer", None)
+        if observer is not None:
+            observer.request_interrupted(self.connection_id, req_id)
         self._remember(req_id, "interrupted")
 
     def _remember(self, req_id: str, state: str) -> None:
@@ -344,6 +363,9 @@ class ProtocolSession:
                 if not await self.send(data):
                     return
                 sent += n
+                observer = getattr(self.server, "observer", None)
+                if observer is not None:
+                    observer.request_animation(self.connection_id, req.req_id, frames, final)
                 self.server.stats.envelopes_sent += 1
                 self.server.stats.keyframes_sent += n
                 if final:

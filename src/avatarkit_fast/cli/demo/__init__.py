@@ -84,6 +84,15 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
                       help="server-side session: the spatius SDK when installed (auto), or the built-in "
                            "client; not with --recording")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    # The live view (avatarkit_fast.cli.live): the page, its port, the wait for it.
+    demo.add_argument("--live", action="store_true",
+                      help="show the face and play the sound live in a browser page on loopback "
+                           "(implies --realtime; prints the URL)")
+    demo.add_argument("--live-port", type=bounded_int(0, 65535), default=None, metavar="PORT",
+                      help="the page's port with --live, 0..65535 (default 8766; 0 picks a free one)")
+    demo.add_argument("--live-wait", type=bounded_float(0.0, MAX_SECONDS, " s"), default=None, metavar="S",
+                      help="with --live, wait up to S seconds for the page before playing (default 30)")
+    demo.add_argument("--no-open", action="store_true", help="with --live, print the URL but open no browser")
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -102,6 +111,17 @@ def check_arguments(args: argparse.Namespace) -> None:
     if args.seconds is not None and (args.recording is not None or args.audio is not None):
         raise UsageError(f"--seconds does not go with {'--recording' if args.recording else '--audio'} "
                          "(the file says how long it is)")
+    if not args.live:
+        for flag, value in (("--live-port", args.live_port), ("--live-wait", args.live_wait),
+                            ("--no-open", args.no_open or None)):
+            if value is not None:
+                raise UsageError(f"{flag} goes with --live")
+    else:
+        from ..live.run import DEFAULT_LIVE_PORT
+
+        args.realtime = True  # the page is fed as the clock plays
+        args.live_port = DEFAULT_LIVE_PORT if args.live_port is None else args.live_port
+        args.live_wait = 30.0 if args.live_wait is None else args.live_wait
     if args.seconds is None:
         args.seconds = DEFAULT_SECONDS
     if args.session is None:
@@ -175,6 +195,11 @@ def run_demo(args) -> int:
     t_start = time.monotonic()
     events: list = []
     ctrl = make_controller(args, utt.sample_rate, events)
+    live_finish = None
+    if args.live:
+        from ..live.run import start_for_demo
+
+        ctrl, live_finish = start_for_demo(args, ctrl, utt.sample_rate)
     try:
         if args.realtime or args.play:
             prog = Progress("playing", enabled=None if show else False)
@@ -198,6 +223,8 @@ def run_demo(args) -> int:
         stats_snapshot = ctrl.stats
         if close is not None:
             close()
+        if live_finish is not None:
+            live_finish()
 
     req_id = utt.req_id or last_req(log.arrivals)
     keyframes, _ = conversation_keyframes(log.arrivals, req_id)
