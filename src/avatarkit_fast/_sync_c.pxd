@@ -43,6 +43,7 @@ cdef class SyncEngine:
     cdef readonly long long conversations
     cdef readonly long long interrupts
     cdef readonly long long server_errors
+    cdef object _convert  # the controller's handler of non-bytes audio
 
     cpdef check_open(self)
     cdef _raise_not_open(self)

@@ -90,6 +90,7 @@ class SyncEngine:
         max_wait_samples: int,
         notify,
         fallback=None,
+        convert=None,
     ) -> None:
         if pcm is None or frames is None:
             raise TypeError("a SyncEngine needs a PcmRing and a KeyframeStore, got None")
@@ -108,6 +109,9 @@ class SyncEngine:
         self.max_wait_samples = max_wait_samples
         self._notify = notify
         self._fallback = fallback
+        # The controller's handler of audio that is not bytes (arrays to
+        # convert): (data, end) -> conversation id.  Bytes never go there.
+        self._convert = convert
         self.conversation_id = None
         self.state = IDLE
         self.closed = False
@@ -181,9 +185,13 @@ class SyncEngine:
     def yield_audio(self, pcm, end=False):
         """The controller's ``yield_audio_data``: continue the current
         conversation in one call and return its id, or hand the call to the
-        fallback given at construction, which begins a new conversation."""
+        fallback given at construction, which begins a new conversation.
+        Audio that is not ``bytes`` goes to the ``convert`` handler given at
+        construction, when one was (``bytes`` stay on this path, unchanged)."""
         if end is not True and end is not False:
             end = _as_bool(end)
+        if type(pcm) is not bytes and self._convert is not None:
+            return self._convert(pcm, end)
         if self.push_audio(pcm, end) >= 0:
             return self.conversation_id
         return self._fallback(pcm, end)
@@ -464,7 +472,7 @@ def _not_open_by_default():
     # type refuses new class attributes: nothing to do there.)
     defaults = {"_open": False, "closed": False, "active": False, "audio_ended": False,
                 "_pcm": None, "_kf": None, "sample_rate": 0, "frames_dropped_stale": 0,
-                "frames_ignored": 0, "server_errors": 0}
+                "frames_ignored": 0, "server_errors": 0, "_convert": None}
     try:
         for name, value in defaults.items():
             setattr(SyncEngine, name, value)
