@@ -109,8 +109,8 @@ class SyncEngine:
         self.max_wait_samples = max_wait_samples
         self._notify = notify
         self._fallback = fallback
-        # The controller's handler of audio that is not bytes (arrays to
-        # convert): (data, end) -> conversation id.  Bytes never go there.
+        # The controller's input conversion (a Pcm16Input: ``convert(data)``
+        # and a ``samples_clipped`` counter) for audio that is not bytes.
         self._convert = convert
         self.conversation_id = None
         self.state = IDLE
@@ -186,15 +186,31 @@ class SyncEngine:
         """The controller's ``yield_audio_data``: continue the current
         conversation in one call and return its id, or hand the call to the
         fallback given at construction, which begins a new conversation.
-        Audio that is not ``bytes`` goes to the ``convert`` handler given at
-        construction, when one was (``bytes`` stay on this path, unchanged)."""
+        Audio that is not ``bytes`` or ``bytearray`` is first converted by
+        the ``convert`` object given at construction, when one was (bytes stay
+        on this path, unchanged)."""
         if end is not True and end is not False:
             end = _as_bool(end)
-        if type(pcm) is not bytes and self._convert is not None:
-            return self._convert(pcm, end)
+        if type(pcm) is not bytes and type(pcm) is not bytearray and self._convert is not None:
+            return self._yield_converted(pcm, end)
         if self.push_audio(pcm, end) >= 0:
             return self.conversation_id
         return self._fallback(pcm, end)
+
+    def _yield_converted(self, data, end):
+        # Arrays (and other buffers) through the controller's conversion; the
+        # clip count moves on only if the yield succeeds (a call succeeds
+        # whole or changes nothing).
+        conv = self._convert
+        clipped = conv.samples_clipped
+        try:
+            pcm = conv.convert(data)
+            if self.push_audio(pcm, end) >= 0:
+                return self.conversation_id
+            return self._fallback(pcm, end)
+        except BaseException:
+            conv.samples_clipped = clipped
+            raise
 
     def push_audio(self, data, end):
         """Buffer PCM bytes of the current conversation; returns whole samples

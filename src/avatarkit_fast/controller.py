@@ -254,6 +254,10 @@ class AvatarController:
         self.max_frame_wait = float(max_frame_wait)
         self.max_buffer_seconds = float(max_buffer_seconds)
 
+        # What turns the audio given into s16le PCM at sample_rate: the
+        # conversion of arrays (in the engine's yield), and a streaming stage
+        # (resampler or Ogg Opus decoder) whose state belongs to the conversation.
+        self._input = Pcm16Input("pcm")
         tag, ring_mod, sync_mod = _modules(_impl)
         self._impl = tag
         self._pcm = ring_mod.PcmRing(max(1, int(round(max_buffer_seconds * sample_rate))))
@@ -271,15 +275,11 @@ class AvatarController:
             int(round(max_frame_wait * sample_rate)),
             self._notify,
             self._yield_new,
-            self._yield_converted,
+            self._input,
         )
         self.input_format = input_format
         self.input_sample_rate = self.sample_rate if input_sample_rate is None else int(input_sample_rate)
         self._volume = 1.0
-        # What turns the audio given into s16le PCM at sample_rate: the
-        # conversion of arrays (always), and a streaming stage (resampler or
-        # Ogg Opus decoder) whose state belongs to the conversation.
-        self._input = Pcm16Input("pcm")
         self._stage: Any = None
         if input_format == "ogg_opus":
             self._stage = OggOpusDecoder(self.sample_rate)
@@ -298,7 +298,7 @@ class AvatarController:
             self.read_audio_into = self._engine.read_audio_into  # type: ignore[method-assign]
             self.current_frame_into = self._engine.current_frame_into  # type: ignore[method-assign]
             if self._stage is None:
-                # bytes stay two C calls; arrays go to _yield_converted
+                # bytes stay two C calls; arrays are converted in the engine too
                 self.yield_audio_data = self._engine.yield_audio  # type: ignore[method-assign]
 
     # -- producer side ---------------------------------------------------------
@@ -327,14 +327,12 @@ class AvatarController:
         """
         if end.__class__ is not bool:
             end = _as_bool(end, "end")
-        if self._stage is not None or type(pcm) is not bytes:
-            return self._yield_converted(pcm, end)
+        if self._stage is not None:
+            return self._yield_staged(pcm, end)
         with self._lock:
-            if self._engine.push_audio(pcm, end) >= 0:
-                return self._engine.conversation_id
-            return self._yield_new(pcm, end)
+            return self._engine.yield_audio(pcm, end)
 
-    def _yield_converted(self, data: Any, end: bool) -> str:
+    def _yield_staged(self, data: Any, end: bool) -> str:
         # Audio that is not plain s16le bytes at sample_rate: converted, then
         # yielded as bytes; the clip count and the stage's state move on only
         # when the yield succeeded (a call succeeds whole or changes nothing).
@@ -345,10 +343,7 @@ class AvatarController:
             clipped = inp.samples_clipped
             stage = self._stage
             try:
-                if stage is None:
-                    pcm = inp.convert(data)
-                else:
-                    pcm = self._through_stage(stage, data, end)
+                pcm = self._through_stage(stage, data, end)
                 if engine.push_audio(pcm, end) >= 0:
                     return engine.conversation_id
                 return self._yield_new(pcm, end)
