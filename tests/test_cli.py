@@ -265,6 +265,14 @@ def test_bench_prints_a_table():
     assert lines[0].split()[0] == "case"
     assert any(line.startswith("playout tick") for line in lines)
     assert any(line.startswith("decode envelope") for line in lines)
+    # The audio-in figures, each with the copy floor beside it.
+    for case in ("yield_audio_data (20 ms float32)", "resample 24 -> 16 kHz", "Ogg Opus decode"):
+        row = next(line for line in lines if line.startswith(case))
+        assert row.split()[-1].endswith("x"), row
+    assert any(line.startswith("yield of 20 ms as a float32 array:") for line in lines)
+    assert any(line.startswith("resample 24 -> 16 kHz (1 s, 20 ms chunks):") and "real time" in line
+               for line in lines)
+    assert any(line.startswith("Ogg Opus decode (3 s, 1 KiB chunks):") for line in lines)
 
 
 def test_serve_prints_its_two_endpoints():
