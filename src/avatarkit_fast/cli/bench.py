@@ -162,7 +162,7 @@ def _audio_rows(add) -> list[dict]:
             rs.process(c)
         rs.flush()
 
-    add("resample 24 -> 16 kHz (1 s, 20 ms chunks)", "second", {"c": resample},
+    add("resample 24 -> 16 kHz (1 s)", "second", {"c": resample},
         floor=lambda: bytearray(raw), seconds=1.0)
     try:
         import av
@@ -192,7 +192,7 @@ def _audio_rows(add) -> list[dict]:
             dec.feed(piece)
         dec.finish()
 
-    add("Ogg Opus decode (3 s, 1 KiB chunks)", "3 s", {"c": decode},
+    add("Ogg Opus decode (3 s)", "3 s", {"c": decode},
         floor=lambda: (bytearray(data), bytearray(pcm_bytes)), seconds=3.0)
     return []
 
