@@ -231,9 +231,9 @@ def run_bench(args) -> int:
     a, b = by.get("yield_audio_data (20 ms float32)"), by.get("yield_audio_data (20 ms)")
     if a and b:
         key = "c" if a.get("c") and b.get("c") else "py"
-        print(f"yield of 20 ms as a float32 array: {a[key] / b[key]:.2f}x the same chunk as int16 bytes")
+        print(f"float32 array / int16 bytes, 20 ms yield: {a[key] / b[key]:.2f}x")
     for r in rows:
         if r.get("realtime"):
-            print(f"{r['case']}: {r['realtime']:,.0f}x real time on one core")
+            print(f"real time on one core: {r['case']} {r['realtime']:,.0f}x")
     print("per call, best of interleaved rounds (avatarkit_fast.benchmarking.measure)")
     return 0
