@@ -9,14 +9,19 @@ import os
 import shutil
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from avatarkit_fast.cli.speech import synthesize_speech
-from avatarkit_fast.cli.wavfile import read_wav, write_wav
+from avatarkit_fast.audio import read_audio_file, write_wav
+
+
+def read_wav(path):
+    """The samples of a WAV file as they are (int16) and its rate."""
+    pcm, info = read_audio_file(path, target_rate=None)
+    return pcm, info.rate
 
 pytest.importorskip("PIL")
 pytest.importorskip("aiohttp")
@@ -214,13 +219,7 @@ def test_unreadable_inputs_give_one_line_and_status_2(tmp_path):
     bad_rec = tmp_path / "rec.json"
     bad_rec.write_text(json.dumps({"sample_rate": 16000, "audio_base64": "AAAA",
                                    "animation_messages_base64": ["bm90IGFuIGVudmVsb3Bl"]}))
-    odd_rate = tmp_path / "odd.wav"
-    with wave.open(str(odd_rate), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(11025)
-        w.writeframes(bytes(2000))
-    for args in (["--audio", bad_wav], ["--recording", bad_rec], ["--audio", odd_rate],
+    for args in (["--audio", bad_wav], ["--recording", bad_rec],
                  ["--recording", tmp_path / "missing.json"]):
         proc = run_cli("demo", "--out", tmp_path / "o", *args)
         assert proc.returncode == 2, (args, proc.stderr)
@@ -266,6 +265,13 @@ def test_bench_prints_a_table():
     assert lines[0].split()[0] == "case"
     assert any(line.startswith("playout tick") for line in lines)
     assert any(line.startswith("decode envelope") for line in lines)
+    # The audio-in figures, each with the copy floor beside it.
+    for case in ("yield_audio_data (20 ms float32)", "resample 24 -> 16 kHz", "Ogg Opus decode"):
+        row = next(line for line in lines if line.startswith(case))
+        assert row.split()[-1].endswith("x"), row
+    assert any(line.startswith("float32 array / int16 bytes, 20 ms yield:") for line in lines)
+    assert any(line.startswith("real time on one core: resample 24 -> 16 kHz (1 s)") for line in lines)
+    assert any(line.startswith("real time on one core: Ogg Opus decode (3 s)") for line in lines)
 
 
 def test_serve_prints_its_two_endpoints():
@@ -344,3 +350,63 @@ def test_demo_summary_counts_speech_played_without_animation(slow_strict_run):
     n = se["frames_without_keyframe"]
     assert idle[0].strip() == f"speech frames without a keyframe (the idle face shown): {n} ({n / FPS:.2f} s)"
 
+
+
+# -- audio files through soundfile ---------------------------------------------------
+
+
+def _speechlike(rate: int, seconds: float) -> np.ndarray:
+    return synthesize_speech(seconds, rate, seed=5).astype(np.float64) / 32768
+
+
+@pytest.mark.parametrize(
+    "kind, rate, channels, subtype",
+    [("24-bit", 16000, 1, "PCM_24"), ("float", 22050, 1, "FLOAT"), ("stereo", 44100, 2, "PCM_16"),
+     ("11.025 kHz", 11025, 1, "PCM_16")],
+)
+def test_demo_plays_wav_files_of_any_width_channels_and_rate(tmp_path, kind, rate, channels, subtype):
+    import soundfile as sf
+
+    x = _speechlike(rate, 1.2)
+    data = x if channels == 1 else np.stack([x, 0.5 * x], axis=1)
+    wav = tmp_path / f"{kind}.wav"
+    sf.write(str(wav), data, rate, subtype=subtype)
+    out = tmp_path / "out"
+    proc, report = run_demo(out, "--audio", wav)
+    played, played_rate = read_wav(out / "played.wav")
+    start = report["start_silence_samples"]
+    expect_rate = 16000 if rate == 11025 else rate
+    assert played_rate == expect_rate
+    heard = played[start:start + int(1.2 * expect_rate)].astype(np.float64) / 32768
+    mono = x if channels == 1 else 0.75 * x
+    if rate == expect_rate:
+        assert np.max(np.abs(heard - mono[: heard.size])) <= 1.5 / 32768  # the file's samples
+        assert heard.size == mono.size
+    else:
+        assert abs(heard.size - 1.2 * expect_rate) <= 1
+    notes = proc.stderr.strip().splitlines()
+    if channels == 2:
+        assert notes == [f"{wav}: WAV PCM_16, 2 channels at 44100 Hz, 1.20 s: mixed down from 2 channels to mono"]
+    elif rate == 11025:
+        assert notes == [f"{wav}: WAV PCM_16, 1 channel at 11025 Hz, 1.20 s: resampled from 11025 to 16000 Hz"]
+    else:
+        assert notes == []
+
+
+def test_demo_plays_espeak_ng_speech(tmp_path):
+    import shutil
+
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng): no real synthetic speech to play")
+    wav = tmp_path / "espeak.wav"
+    subprocess.run([espeak, "-w", str(wav), "Hello, this is a talking avatar."], check=True, timeout=60)
+    src, info = read_audio_file(wav, target_rate=None)
+    out = tmp_path / "out"
+    proc, report = run_demo(out, "--audio", wav)
+    played, rate = read_wav(out / "played.wav")
+    start = report["start_silence_samples"]
+    assert rate == info.rate == 22050
+    assert played[start:start + src.size].tolist() == src.tolist()
+    frames = np.load(out / "keyframes.npy")
+    assert frames[:, 9].std() > 0.005  # the jaw moves with the speech

@@ -72,6 +72,8 @@ def files(tmp_path_factory) -> dict[str, str]:
     put("empty", "empty.bin", b"")
     put("badwav", "bad.wav", b"RIFF\x00\x00\x00\x00WAVEjunk")
     f["wav11k"] = _wav(d / "odd-rate.wav", 11025, 2000)
+    cut = _wav(d / "whole.wav", 16000, 2000).read_bytes()
+    put("wavcut", "cut.wav", cut[: len(cut) - 2000])  # the header says 2000 frames
     f["wav0"] = _wav(d / "silent.wav", 16000, 0)
     f["wav"] = _wav(d / "ok.wav", 16000, 16000)
     put("badjson", "broken.json", '{"sample_rate": 16000,')
@@ -138,13 +140,13 @@ DEMO = [
     # --audio
     (["--audio", "{missing}"], "{missing}: cannot read it (No such file"),
     (["--audio", "{dir}"], "{dir}: is a folder, not a file"),
-    (["--audio", "{txt}"], "{txt}: not a PCM WAV file"),
-    (["--audio", "{gif}"], "{gif}: not a PCM WAV file"),
-    (["--audio", "{empty}"], "{empty}: not a PCM WAV file"),
-    (["--audio", "{badwav}"], "{badwav}: not a PCM WAV file"),
-    (["--audio", "{wav11k}"], "{wav11k}: sample rate 11025 Hz is not supported"),
+    (["--audio", "{txt}"], "{txt}: not an audio file that libsndfile reads"),
+    (["--audio", "{gif}"], "{gif}: not an audio file that libsndfile reads"),
+    (["--audio", "{empty}"], "{empty}: not an audio file that libsndfile reads"),
+    (["--audio", "{badwav}"], "{badwav}: not an audio file that libsndfile reads"),
+    (["--audio", "{wavcut}"], "{wavcut}: the file is shorter than its header says: 1000 of 2000 frames present"),
     (["--audio", "{wav0}"], "{wav0}: no audio in the file"),
-    (["--audio", "{rec}"], "{rec}: not a PCM WAV file"),
+    (["--audio", "{rec}"], "{rec}: not an audio file that libsndfile reads"),
     (["--audio", ""], "--audio must name a file"),
     (["--recording", ""], "--recording must name a file"),
     (["--audio"], "expected one argument"),
@@ -272,7 +274,7 @@ INSPECT = [
     (["{npyshape}"], "{npyshape}: not keyframes: expected numbers of shape (n, 120), found float32 of shape (3, 5)"),
     (["{npyobj}"], "{npyobj}: not a readable keyframes .npy ("),
     (["{npytrunc}"], "{npytrunc}: not a readable keyframes .npy ("),
-    (["{badwav}"], "{badwav}: not a PCM WAV file"),
+    (["{badwav}"], "{badwav}: not an audio file that libsndfile reads"),
     (["{txt}", "{gif}"], "unrecognized arguments"),
     (["{rec}", "--json=1"], "argument --json: ignored explicit argument '1'"),
     (["{rec}", "--bogus"], "unrecognized arguments: --bogus"),

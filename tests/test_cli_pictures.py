@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from avatarkit_fast.cli.speech import synthesize_speech
-from avatarkit_fast.cli.wavfile import read_wav, write_wav
+from avatarkit_fast.audio import AudioFileError, read_audio_file, write_wav
+
+
+def read_wav(path):
+    pcm, info = read_audio_file(path, target_rate=None)
+    return pcm, info.rate
 
 PIL = pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
@@ -51,7 +56,7 @@ def test_wav_round_trip_and_conversions(tmp_path):
     mono, rate = read_wav(tmp_path / "s.wav")
     assert rate == 44100 and mono.tolist() == [2000, -3000, 30000]
     (tmp_path / "bad.wav").write_bytes(b"not a wav at all")
-    with pytest.raises(ValueError):
+    with pytest.raises(AudioFileError, match="not an audio file that libsndfile reads"):
         read_wav(tmp_path / "bad.wav")
 
 

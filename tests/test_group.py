@@ -223,3 +223,35 @@ def test_an_empty_group_ticks_nothing():
     group = SessionGroup([])
     group.tick(np.zeros((0, 160), np.int16), np.zeros((0, 120), np.float32))
     assert len(group) == 0
+
+
+def test_group_honours_each_sessions_volume(impl, golden):
+    """Sessions at different volumes, ticked by a group and one by one: the
+    same samples (each scaled by its own volume), keyframes and counters."""
+    volumes = [1.0, 0.5, 0.0, 0.3, 0.999]
+    sets = []
+    for _ in range(2):
+        ctrls = [AvatarController(16000, FPS, _impl=impl.tag) for _ in volumes]
+        for c, v in zip(ctrls, volumes):
+            cid = c.yield_audio_data(golden.pcm, end=True)
+            assert c.yield_frames_data(list(golden.envelopes), cid)
+            c.set_volume(v)
+        sets.append(ctrls)
+    group = SessionGroup(sets[0])
+    n = len(volumes)
+    audio, frames = np.zeros((n, 160), np.int16), np.zeros((n, 120), np.float32)
+    a1, f1 = np.zeros(160, np.int16), np.zeros(120, np.float32)
+    loud = 0
+    for _ in range(len(golden.pcm) // 320 + 3):
+        group.tick(audio, frames)
+        for i, c in enumerate(sets[1]):
+            c.read_audio_into(a1)
+            c.current_frame_into(f1)
+            assert audio[i].tolist() == a1.tolist()
+            assert frames[i].tobytes() == f1.tobytes()
+        assert frames[0].tobytes() == frames[2].tobytes()  # volume never moves the face
+        assert not audio[2].any()
+        loud += int(np.abs(audio[0]).max() > 2 * np.abs(audio[1]).max() - 2)
+    assert loud > 100
+    for a, b in zip(*sets):
+        assert a.stats.samples_played == b.stats.samples_played == len(golden.pcm) // 2

@@ -333,3 +333,162 @@ def test_virtual_clock_async_iteration_leaves_the_loop_running():
     assert ticks == list(range(15)) and src.pos == 15 * 320
     assert elapsed >= 0.27
     assert beats >= 20  # the event loop kept running between ticks
+
+
+# -- another output rate --------------------------------------------------------
+
+
+def _tone_controller(impl, seconds=1.0, freq=1000.0):
+    from avatarkit_fast import AvatarController
+
+    ctrl = AvatarController(sample_rate=16000, _impl=impl.tag)
+    t = np.arange(int(16000 * seconds)) / 16000
+    cid = ctrl.yield_audio_data((0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32), end=True)
+    ctrl.yield_frames_data([], cid)
+    return ctrl
+
+
+def _peak_hz(x: np.ndarray, rate: int) -> float:
+    spec = np.abs(np.fft.rfft(x.astype(np.float64) * np.hanning(x.size)))
+    return float(np.argmax(spec) * rate / x.size)
+
+
+def test_virtual_clock_hands_out_48k_from_a_16k_controller(impl):
+    from avatarkit_fast import wire  # noqa: F401
+
+    plain = VirtualClock(_tone_controller(impl), fps=25, duration=1.2)
+    fast = VirtualClock(_tone_controller(impl), fps=25, duration=1.2, output_sample_rate=48000)
+    assert fast.output_sample_rate == 48000 and plain.output_sample_rate == 16000
+    out, played = [], []
+    for a, b in zip(plain, fast):
+        assert a.audio.size == 640 and b.audio.size == 1920
+        assert a.frame.tobytes() == b.frame.tobytes()  # the controller's keyframe, unchanged
+        played.append(a.audio.copy())
+        out.append(b.audio.copy())
+    assert fast.samples == plain.samples == 30 * 640  # the clock counts the controller's samples
+    y = np.concatenate(out)
+    assert y.size == 30 * 1920
+    body = y[4800:48000]
+    assert abs(_peak_hz(body, 48000) - 1000) <= 10
+    # Exactly the 16 kHz stream the controller played, resampled in one go,
+    # behind the few milliseconds of silence the filter's delay puts first.
+    from avatarkit_fast.audio import StreamResampler
+
+    ref = StreamResampler(16000, 48000).process(np.concatenate(played))
+    lead = round(fast.output_latency * 48000)
+    assert lead == 3360  # 70 ms: soxr's block delay, covered
+    assert not y[:lead].any()
+    assert np.array_equal(y[lead:], ref[: y.size - lead])
+    assert fast._out.underruns == 0
+
+
+def test_output_sample_rate_is_checked(impl):
+    from avatarkit_fast import AvatarController
+
+    ctrl = AvatarController(sample_rate=16000, _impl=impl.tag)
+    for cls in (VirtualClock, SoundDevicePlayer):
+        with pytest.raises(ValueError, match="output_sample_rate must be in 8000..96000 Hz, got 4000"):
+            cls(ctrl, output_sample_rate=4000)
+        with pytest.raises(TypeError, match="output_sample_rate must be an int"):
+            cls(ctrl, output_sample_rate=48000.0)
+
+
+class _FakeSD:
+    """The two sounddevice calls the rate choice makes, for a device that
+    takes only its own rate."""
+
+    class PortAudioError(Exception):
+        pass
+
+    def __init__(self, takes):
+        self.takes = takes
+
+    def check_output_settings(self, device=None, samplerate=None, channels=None, dtype=None):
+        if samplerate not in self.takes:
+            raise self.PortAudioError("Invalid sample rate")
+
+
+def test_player_opens_the_controllers_rate_else_the_devices(impl):
+    from avatarkit_fast import AvatarController
+
+    ctrl = AvatarController(sample_rate=16000, _impl=impl.tag)
+    info = {"name": "card", "default_samplerate": 48000.0}
+    player = SoundDevicePlayer(ctrl)
+    assert player.device_sample_rate is None and not player.resampling
+    assert player._choose_rate(_FakeSD({16000, 48000}), info) == 16000
+    assert player._choose_rate(_FakeSD({48000}), info) == 48000
+    assert SoundDevicePlayer(ctrl, output_sample_rate=44100)._choose_rate(_FakeSD({16000}), info) == 44100
+
+
+def test_player_callback_resamples_when_the_device_rate_differs(impl):
+    from avatarkit_fast.audio import StreamResampler
+    from avatarkit_fast.playback import OutputResampler
+
+    ctrl = _tone_controller(impl)
+    player = SoundDevicePlayer(ctrl)
+    player._resampler = OutputResampler(ctrl, 16000, 48000)  # what start() sets for a 48 kHz device
+    out = np.zeros((480, 1), np.int16)
+    blocks = []
+    for _ in range(90):
+        player._callback(out, 480, None, _Status())
+        blocks.append(out[:, 0].copy())
+    y = np.concatenate(blocks)
+    assert player.errors == [] and player.frames_played == 90 * 480
+    assert abs(_peak_hz(y[4800:], 48000) - 1000) <= 10
+    assert ctrl.stats.samples_played == 90 * 160  # read at the controller's pace, exactly
+    assert player.resampling_latency == 0.07 and player._resampler.underruns == 0
+    ref = StreamResampler(16000, 48000).process(_tone_controller(impl).read_audio(90 * 160))
+    assert np.array_equal(y[3360:], ref[: y.size - 3360])
+
+
+_RESAMPLING_SCRIPT = textwrap.dedent(
+    """
+    import json, logging, sys, time
+    import numpy as np
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:
+        print(json.dumps({"skip": f"PortAudio unavailable: {exc}"})); sys.exit(0)
+    from avatarkit_fast.playback import SoundDevicePlayer
+
+    class Tone:
+        sample_rate = 16000
+        def __init__(self): self.pos = 0
+        def read_audio_into(self, buf):
+            n = len(buf)
+            t = np.arange(self.pos, self.pos + n) / 16000
+            buf[:] = np.rint(8000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16)
+            self.pos += n
+        def current_frame_into(self, buf): buf[:] = 0
+        def get_audio_time(self): return self.pos / 16000
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    src = Tone()
+    player = SoundDevicePlayer(src, blocksize=480, output_sample_rate=48000)
+    with player:
+        deadline = time.monotonic() + 10
+        while player.frames_played < 96000 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    print(json.dumps({"rate": player.device_sample_rate, "frames": player.frames_played,
+                      "read": src.pos, "errors": player.error_count}))
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the ALSA null device is Linux only")
+def test_player_resamples_to_48k_through_portaudio_on_alsa_null(tmp_path):
+    env, raw = _alsa_null_env(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", _RESAMPLING_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "skip" in result:
+        pytest.skip(result["skip"])
+    assert result["rate"] == 48000 and result["errors"] == 0
+    assert "opened at 48000 Hz; resampling from the controller's 16000 Hz" in proc.stderr
+    # A third of the device's samples read from the controller (within a block).
+    assert abs(result["read"] * 3 - result["frames"]) <= 3 * 480
+    played = np.frombuffer(raw.read_bytes(), "<i2")
+    body = played[np.argmax(played != 0) :][:48000]
+    assert body.size == 48000
+    assert abs(_peak_hz(body, 48000) - 1000) <= 5  # still a 1 kHz tone, at 48 kHz

@@ -693,3 +693,74 @@ def test_any_duplication_reordering_and_loss_applies_each_frame_at_most_once_in_
     assert rx.stats.missing <= n - len(delivered) + rx.stats.late
     if len(delivered) == n and clock.now == 100.0 and max(shift[: len(sent)], default=0) < window:
         assert applied == list(range(n)) and not errors
+
+
+# -- audio formats over the relay ---------------------------------------------------
+
+
+def test_sender_takes_arrays_as_samples_and_refuses_other_audio():
+    import numpy as np
+
+    out: list[bytes] = []
+    sender = RelaySender(out.append)
+    sender.audio("R", np.array([0.5, -1.0, 2.0], np.float32))
+    sender.audio("R", np.array([1, -2], np.int16).reshape(-1, 1), end=True)
+    frames = [decode_frame(f) for f in out]
+    assert [f.pcm for f in frames] == [
+        np.array([16384, -32768, 32767], "<i2").tobytes(),
+        np.array([1, -2], "<i2").tobytes(),
+    ]
+    with pytest.raises(TypeError, match="int32 samples are not accepted"):
+        sender.audio("R", np.zeros(4, np.int32))
+    with pytest.raises(ValueError, match="downmix to mono"):
+        sender.audio("R", np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match="input_format must be one of"):
+        RelaySender(out.append, input_format="mp3")
+    opus = RelaySender(out.append, input_format="ogg_opus")
+    with pytest.raises(TypeError, match="Ogg Opus audio must be a bytes-like object"):
+        opus.audio("R", 3)
+    assert len(out) == 2 and sender.frames_sent == 2
+
+
+@pytest.mark.parametrize("fmt", ["pcm_s16le", "ogg_opus"])
+def test_relay_bytes_per_second_of_pcm_and_ogg_opus(golden, fmt):
+    """The same speech over a real WebSocket relay into a real controller, as
+    PCM and as Ogg Opus (24 kbit/s): what each costs, and both play whole."""
+    import numpy as np
+
+    from avatarkit_fast import AvatarController
+
+    pytest.importorskip("av")
+    from test_audio_opus import encode
+
+    pcm = np.frombuffer(golden.pcm, "<i2")
+    seconds = pcm.size / 16000
+    data = golden.pcm if fmt == "pcm_s16le" else encode(pcm, 16000)
+
+    async def scenario():
+        ctrl = AvatarController(sample_rate=16000, input_format=fmt)
+        receiver = RelayReceiver(ctrl)
+        done = asyncio.get_running_loop().create_future()
+
+        async def client_side(ws):
+            done.set_result(await pump_websocket(ws, receiver))
+
+        async with websockets.serve(client_side, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with websockets.connect(f"ws://127.0.0.1:{port}") as ws:
+                sender = RelaySender(WebSocketSink(ws), input_format=fmt)
+                step = 640 if fmt == "pcm_s16le" else 400  # 20 ms of PCM; Opus as it comes
+                for i in range(0, len(data), step):
+                    sender.audio(golden.req_id, data[i : i + step], end=i + step >= len(data))
+                await sender.flush()
+            await asyncio.wait_for(done, 10)
+        return ctrl, sender
+
+    ctrl, sender = asyncio.run(scenario())
+    assert ctrl.stats.samples_received == pcm.size  # exact to the sample either way
+    per_second = sender.bytes_sent / seconds
+    print(f"\nrelay {fmt}: {per_second:,.0f} bytes/s over the wire for {seconds:.1f} s of speech")
+    if fmt == "pcm_s16le":
+        assert 32000 <= per_second < 36000  # 16 kHz s16le and the frames around it
+    else:
+        assert per_second < 32000 / 6  # about a tenth of the PCM

@@ -210,16 +210,57 @@ def test_handshake_refusals_reach_the_sdk_as_classified_errors():
             await odd_rate.init()
             with pytest.raises(spatius.AvatarSDKError) as rate:
                 await odd_rate.start()
-            opus = new_session(server, sink, audio_format=spatius.AudioFormat.OGG_OPUS)
-            await opus.init()
-            with pytest.raises(spatius.AvatarSDKError) as fmt:
-                await opus.start()
-            return rate.value, fmt.value
+            return rate.value
 
-    rate, fmt = run(scenario())
+    rate = run(scenario())
     assert rate.phase == "websocket_handshake"
     assert rate.code == spatius.AvatarSDKErrorCode.unsupportedSampleRate
-    assert fmt.phase == "websocket_handshake" and "Ogg Opus" in fmt.message
+
+
+def test_an_unknown_audio_format_is_refused_at_the_handshake():
+    async def scenario():
+        async with MotionServer() as server:
+            async with websockets.connect(
+                f"{server.ingress_endpoint_url}/websocket?id=avatar-1&appId=app-1"
+                f"&sessionKey={await _token(server)}"
+            ) as ws:
+                await ws.send(
+                    wire.encode_message(wire.ClientConfigureSession(sample_rate=16000, audio_format=2))
+                )
+                return wire.decode_message(await ws.recv())
+
+    reply = run(scenario())
+    assert reply.code == 400
+    assert reply.message == "unsupported audio format 2; supported: 0 (PCM_S16LE), 1 (OGG_OPUS)"
+
+
+def test_sdk_with_ogg_opus_gets_keyframes_for_the_whole_utterance():
+    pytest.importorskip("av")
+    from test_audio_opus import encode, speech
+
+    seconds = 6.2
+    data = encode(speech(16000, seconds), 16000)
+
+    async def scenario():
+        async with MotionServer() as server:
+            sink = Collector()
+            async with new_session(server, sink, audio_format=spatius.AudioFormat.OGG_OPUS) as session:
+                req_id = None
+                for i in range(0, len(data), 700):  # chunks that cut pages anywhere
+                    req_id = await session.send_audio(data[i : i + 700], end=i + 700 >= len(data))
+                await sink.wait(lambda: sink.frames and sink.frames[-1][1])
+                # A malformed stream: a 400 naming the request, the session goes on.
+                bad = await session.send_audio(b"OggS" + bytes(60), end=True)
+                await sink.wait(lambda: sink.errors)
+            return req_id, bad, sink
+
+    req_id, bad, sink = run(scenario())
+    frames = sink.of(req_id)
+    counts = [wire.count_keyframes(d) for d, _ in frames]
+    assert sum(counts) == int(seconds * 16000) * 25 // 16000 == 155  # 25 per second of audio
+    assert counts[0] == 50 and frames[-1][1]
+    assert len(sink.errors) == 1 and getattr(sink.errors[0], "req_id", None) == bad
+    assert "Ogg" in str(sink.errors[0])
 
 
 async def _raw_connect(server: MotionServer, token: str):

@@ -682,3 +682,48 @@ def test_plain_close_by_the_server_is_disconnected_without_error():
                 await session.send(b"\0\0")
 
     run(main())
+
+
+# -- audio other than 16 kHz s16le bytes -----------------------------------------
+
+
+def test_float32_at_44k1_and_ogg_opus_through_the_local_server():
+    """The session sends the server what its controller takes: float32 at
+    44.1 kHz as s16le at 44.1 kHz (the handshake says so), Ogg Opus as Ogg
+    Opus (audio_format 1); each plays whole, 25 keyframes a second."""
+    pytest.importorskip("av")
+    from test_audio_opus import encode
+    from test_audio_opus import speech as speech16
+
+    rate = 44100
+    t = np.arange(int(rate * 2.0)) / rate
+    tts = (0.4 * np.sin(2 * np.pi * 220 * t) * np.clip(np.sin(2 * np.pi * 2 * t), 0, None)).astype(np.float32)
+    opus = encode(speech16(16000, 3.0), 16000)
+
+    async def main():
+        async with LocalServer() as server:
+            pcm_ctrl = Recorder(AvatarController(sample_rate=SR, input_sample_rate=rate))
+            async with new_session(pcm_ctrl, server.url, session_token=server.token) as session:
+                assert session.connection.sample_rate == rate
+                for i in range(0, tts.size, 882):
+                    cid1 = await session.send(tts[i : i + 882], end=i + 882 >= tts.size)
+                await until(lambda: pcm_ctrl.ends == 1)
+                audio1, _ = play(pcm_ctrl, seconds_max=3)
+            opus_ctrl = Recorder(AvatarController(sample_rate=SR, input_format="ogg_opus"))
+            async with new_session(opus_ctrl, server.url, session_token=server.token) as session:
+                assert session.connection.audio_format == 1
+                for i in range(0, len(opus), 500):
+                    cid2 = await session.send(opus[i : i + 500], end=i + 500 >= len(opus))
+                await until(lambda: opus_ctrl.ends == 1)
+                audio2, _ = play(opus_ctrl, seconds_max=4)
+            return pcm_ctrl.keyframes(cid1), len(audio1), opus_ctrl.keyframes(cid2), len(audio2)
+
+    kf1, n1, kf2, n2 = run(main())
+    assert n1 == 32000 and len(kf1) == 50  # 2.000 s at 44.1 kHz: 2 s played at 16 kHz
+    assert n2 == 48000 and len(kf2) == 75
+
+
+def test_session_input_format_must_match_the_controller():
+    ctrl = AvatarController(sample_rate=SR)
+    with pytest.raises(ValueError, match="differs from the controller's 'pcm_s16le'"):
+        new_session(ctrl, "ws://127.0.0.1:1", input_format="ogg_opus")

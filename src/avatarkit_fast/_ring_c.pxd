@@ -19,6 +19,7 @@ cdef class PcmRing:
     cdef Py_buffer _out_view
     cdef Py_ssize_t _cap
     cdef PyThread_type_lock _lock
+    cdef int _gain  # Q15 playout gain, 32768 unity (set_gain)
 
     cdef int _wait_idle(self) except -1
     cdef int _acquire(self) except -1
@@ -30,6 +31,7 @@ cdef class PcmRing:
     cpdef Py_ssize_t read_into(self, object out, Py_ssize_t limit) except -1
     cpdef clear(self)
     cpdef bint drop_carry(self) except -1
+    cpdef set_gain(self, int gain)
 
     # For the batched tick (_group_c), which prefetches what the next read
     # copies: its first byte, NULL when nothing is buffered.

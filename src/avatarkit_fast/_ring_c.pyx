@@ -51,6 +51,13 @@ cdef extern from *:
     """
     void akf_blend(float* dst, const float* a, const float* b, float t, Py_ssize_t n) noexcept nogil
 
+cdef inline void _scale(int16_t* p, Py_ssize_t n, int g) noexcept nogil:
+    # The Q15 volume of audio.apply_volume_into: x -> (x * g + 16384) >> 15
+    # (an arithmetic shift; |x * g| <= 2**30 fits an int), in place.
+    cdef Py_ssize_t i
+    for i in range(n):
+        p[i] = <int16_t>((<int>p[i] * g + 16384) >> 15)
+
 from cpython.pythread cimport (
     NOWAIT_LOCK,
     WAIT_LOCK,
@@ -149,6 +156,7 @@ cdef class PcmRing:
         self._carry = -1
         self._busy = False
         self.last_request = 0
+        self._gain = 32768
 
     def __dealloc__(self):
         self._release_out()
@@ -337,12 +345,16 @@ cdef class PcmRing:
                 with nogil:
                     memcpy(dst, self._buf + self._head, first * 2)
                     memcpy(dst + first, self._buf, (k - first) * 2)
+                    if self._gain != 32768:
+                        _scale(dst, k, self._gain)
                     if k < n:
                         memset(dst + k, 0, (n - k) * 2)
             else:
                 memcpy(dst, self._buf + self._head, first * 2)
                 if first < k:
                     memcpy(dst + first, self._buf, (k - first) * 2)
+                if self._gain != 32768:
+                    _scale(dst, k, self._gain)
                 if k < n:
                     memset(dst + k, 0, (n - k) * 2)
             self._head += k
@@ -368,6 +380,20 @@ cdef class PcmRing:
         cdef bint had = self._carry >= 0
         self._carry = -1
         return had
+
+    @property
+    def gain(self):
+        """The Q15 gain applied to the samples read (32768: unity)."""
+        return self._gain
+
+    cpdef set_gain(self, int gain):
+        """Scale the samples :meth:`read_into` copies out by ``gain / 32768``
+        (0..32768), each ``x -> (x * gain + 16384) >> 15`` as
+        ``audio.apply_volume_into``, in place, allocating nothing; what is
+        buffered is not touched."""
+        if not 0 <= gain <= 32768:
+            raise ValueError(f"gain must be in 0..32768, got {gain}")
+        self._gain = gain
 
 
 @cython.final

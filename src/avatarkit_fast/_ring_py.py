@@ -59,6 +59,18 @@ def _bytes_view(data) -> memoryview:
     return mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
 
 
+_GAIN_ONE = 1 << 15
+
+
+def _scale(view: np.ndarray, gain: int) -> None:
+    # int32 never overflows: |x * gain| <= 2**30.
+    wide = view.astype(np.int32)
+    wide *= gain
+    wide += 1 << 14
+    wide >>= 15
+    view[:] = wide
+
+
 class PcmRing:
     """Circular int16 PCM buffer, growing from a small size to ``max_samples``.
 
@@ -80,6 +92,7 @@ class PcmRing:
         # (as the compiled twin keeps the buffer exported).
         self._out_obj = None
         self._out_arr = None
+        self._gain = _GAIN_ONE  # Q15 playout gain (set_gain)
 
     @property
     def available(self) -> int:
@@ -177,6 +190,8 @@ class PcmRing:
             self._copy_out(dst, k)
             self._head = (self._head + k) % len(self._buf)
             self._count -= k
+            if self._gain != _GAIN_ONE:
+                _scale(dst[:k], self._gain)
         if k < n:
             dst[k:] = 0
         return k
@@ -196,6 +211,19 @@ class PcmRing:
         had = self._carry >= 0
         self._carry = -1
         return had
+
+    @property
+    def gain(self) -> int:
+        """The Q15 gain applied to the samples read (32768: unity)."""
+        return self._gain
+
+    def set_gain(self, gain: int) -> None:
+        """Scale the samples :meth:`read_into` copies out by ``gain / 32768``
+        (0..32768), each ``x -> (x * gain + 16384) >> 15`` as
+        ``audio.apply_volume_into``; what is buffered is not touched."""
+        if not 0 <= gain <= _GAIN_ONE:
+            raise ValueError(f"gain must be in 0..{_GAIN_ONE}, got {gain}")
+        self._gain = int(gain)
 
 
 class KeyframeStore:

@@ -43,6 +43,7 @@ cdef class SyncEngine:
     cdef readonly long long conversations
     cdef readonly long long interrupts
     cdef readonly long long server_errors
+    cdef object _convert  # the controller's input conversion (Pcm16Input)
 
     cpdef check_open(self)
     cdef _raise_not_open(self)
@@ -64,6 +65,7 @@ cdef class SyncEngine:
     cdef _stop(self, bint notify)
     cdef _emit(self, int kind, object arg)
     cdef _deliver(self)
+    cdef object _yield_converted(self, object data, bint end)
 
     # The interface of the batched tick (_group_c), declared for it: whether
     # the engine was initialised (its parts exist), its parts as bare

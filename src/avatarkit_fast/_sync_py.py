@@ -90,6 +90,7 @@ class SyncEngine:
         max_wait_samples: int,
         notify,
         fallback=None,
+        convert=None,
     ) -> None:
         if pcm is None or frames is None:
             raise TypeError("a SyncEngine needs a PcmRing and a KeyframeStore, got None")
@@ -108,6 +109,9 @@ class SyncEngine:
         self.max_wait_samples = max_wait_samples
         self._notify = notify
         self._fallback = fallback
+        # The controller's input conversion (a Pcm16Input: ``convert(data)``
+        # and a ``samples_clipped`` counter) for audio that is not bytes.
+        self._convert = convert
         self.conversation_id = None
         self.state = IDLE
         self.closed = False
@@ -181,12 +185,32 @@ class SyncEngine:
     def yield_audio(self, pcm, end=False):
         """The controller's ``yield_audio_data``: continue the current
         conversation in one call and return its id, or hand the call to the
-        fallback given at construction, which begins a new conversation."""
+        fallback given at construction, which begins a new conversation.
+        Audio that is not ``bytes`` or ``bytearray`` is first converted by
+        the ``convert`` object given at construction, when one was (bytes stay
+        on this path, unchanged)."""
         if end is not True and end is not False:
             end = _as_bool(end)
+        if type(pcm) is not bytes and type(pcm) is not bytearray and self._convert is not None:
+            return self._yield_converted(pcm, end)
         if self.push_audio(pcm, end) >= 0:
             return self.conversation_id
         return self._fallback(pcm, end)
+
+    def _yield_converted(self, data, end):
+        # Arrays (and other buffers) through the controller's conversion; the
+        # clip count moves on only if the yield succeeds (a call succeeds
+        # whole or changes nothing).
+        conv = self._convert
+        clipped = conv.samples_clipped
+        try:
+            pcm = conv.convert(data)
+            if self.push_audio(pcm, end) >= 0:
+                return self.conversation_id
+            return self._fallback(pcm, end)
+        except BaseException:
+            conv.samples_clipped = clipped
+            raise
 
     def push_audio(self, data, end):
         """Buffer PCM bytes of the current conversation; returns whole samples
@@ -464,7 +488,7 @@ def _not_open_by_default():
     # type refuses new class attributes: nothing to do there.)
     defaults = {"_open": False, "closed": False, "active": False, "audio_ended": False,
                 "_pcm": None, "_kf": None, "sample_rate": 0, "frames_dropped_stale": 0,
-                "frames_ignored": 0, "server_errors": 0}
+                "frames_ignored": 0, "server_errors": 0, "_convert": None}
     try:
         for name, value in defaults.items():
             setattr(SyncEngine, name, value)

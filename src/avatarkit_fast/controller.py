@@ -63,6 +63,8 @@ from . import ring, sync, wire
 from ._schema import KEYFRAME_FLOATS, SAMPLE_RATES
 from ._ids import new_id
 from ._report import report
+from .audio import OggOpusDecoder, Pcm16Input, StreamResampler, volume_gain
+from .audio.resample import MAX_RATE, MIN_RATE
 from .errors import AvatarKitError, BufferFull, ClosedError, DecodeError, ServerError
 
 __all__ = [
@@ -72,11 +74,13 @@ __all__ = [
     "SAMPLE_RATES",
     "SYNC_MODES",
     "INTERPOLATIONS",
+    "INPUT_FORMATS",
 ]
 
 logger = logging.getLogger(__name__)
 
 SYNC_MODES = ("audio_independent", "strict_sync")
+INPUT_FORMATS = ("pcm_s16le", "ogg_opus")
 INTERPOLATIONS = ("none", "linear")
 
 # Event kinds of the sync engine (same values in both twins).
@@ -107,7 +111,10 @@ class ControllerStats(dict):
     - ``conversations``: conversations started; ``interrupts``: conversations cut
       short (``interrupt()``, or a new conversation while one was in progress).
     - ``samples_received`` / ``samples_played``: whole PCM samples yielded / read
-      as conversation audio; ``server_errors``: server error envelopes seen.
+      as conversation audio (at ``sample_rate``, after resampling or decoding);
+      ``server_errors``: server error envelopes seen.
+    - ``samples_clipped``: input samples limited to int16 on the way in (float
+      samples outside [-1, 1] or NaN; resampler overshoot of full-scale input).
     - ``state``: the :class:`ConversationState` at the snapshot.
     """
 
@@ -143,6 +150,13 @@ def _check_callback(name: str, cb: Any) -> Any:
     return cb
 
 
+def _check_input_rate(rate: Any) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)):
+        raise TypeError(f"input_sample_rate must be an int (Hz), got {type(rate).__name__}")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise ValueError(f"input_sample_rate must be in {MIN_RATE}..{MAX_RATE} Hz, got {rate}")
+
+
 def _as_bool(value: Any, name: str) -> bool:
     if isinstance(value, (bool, int, np.bool_)):
         return bool(value)
@@ -162,6 +176,12 @@ class AvatarController:
     animation before its audio starts anyway.  ``max_buffer_seconds``: cap of the
     buffered audio (and of the unplayed keyframes); past it ``BufferFull``.
     ``idle_frame``: the 120 floats shown outside a playing animation (zeros).
+    ``input_sample_rate`` (8000..96000 Hz; default ``sample_rate``): the rate
+    of the PCM yielded, resampled streaming (soxr) to ``sample_rate`` when it
+    differs.  ``input_format``: ``"pcm_s16le"`` (bytes or arrays, see
+    :meth:`yield_audio_data`) or ``"ogg_opus"`` (Ogg Opus bytes, decoded
+    streaming to ``sample_rate``; needs the ``opus`` extra).  The sync rule
+    stays ``floor(s * fps / sample_rate)`` on the samples played.
 
     Thread safety: one producer thread (``yield_*``) and one consumer thread
     (``read_audio*``, ``current_frame*``) may call at once; ``interrupt``, ``pause``,
@@ -187,6 +207,8 @@ class AvatarController:
         max_buffer_seconds: float = 300.0,
         idle_frame: Any = None,
         _impl: Optional[str] = None,
+        input_sample_rate: Optional[int] = None,
+        input_format: str = "pcm_s16le",
     ) -> None:
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
             raise TypeError(f"sample_rate must be an int, got {type(sample_rate).__name__}")
@@ -210,6 +232,18 @@ class AvatarController:
         if not (max_buffer_seconds > 0 and math.isfinite(max_buffer_seconds)):
             raise ValueError(f"max_buffer_seconds must be a finite number > 0, got {max_buffer_seconds}")
 
+        if input_sample_rate is not None:
+            _check_input_rate(input_sample_rate)
+        if not isinstance(input_format, str):
+            raise TypeError(f"input_format must be a str, got {type(input_format).__name__}")
+        if input_format not in INPUT_FORMATS:
+            raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
+        if input_format == "ogg_opus" and input_sample_rate is not None:
+            raise ValueError(
+                "input_sample_rate is for PCM: an Ogg Opus stream carries its own rate "
+                "(decoded at 48 kHz and resampled to sample_rate)"
+            )
+
         self._on_state = _check_callback("on_conversation_state", on_conversation_state)
         self._on_error = _check_callback("on_error", on_error)
         self._on_first_frame = _check_callback("on_first_frame", on_first_frame)
@@ -222,6 +256,10 @@ class AvatarController:
         self.max_frame_wait = float(max_frame_wait)
         self.max_buffer_seconds = float(max_buffer_seconds)
 
+        # What turns the audio given into s16le PCM at sample_rate: the
+        # conversion of arrays (in the engine's yield), and a streaming stage
+        # (resampler or Ogg Opus decoder) whose state belongs to the conversation.
+        self._input = Pcm16Input("pcm")
         tag, ring_mod, sync_mod = _modules(_impl)
         self._impl = tag
         self._pcm = ring_mod.PcmRing(max(1, int(round(max_buffer_seconds * sample_rate))))
@@ -239,7 +277,16 @@ class AvatarController:
             int(round(max_frame_wait * sample_rate)),
             self._notify,
             self._yield_new,
+            self._input,
         )
+        self.input_format = input_format
+        self.input_sample_rate = self.sample_rate if input_sample_rate is None else int(input_sample_rate)
+        self._volume = 1.0
+        self._stage: Any = None
+        if input_format == "ogg_opus":
+            self._stage = OggOpusDecoder(self.sample_rate)
+        elif self.input_sample_rate != self.sample_rate:
+            self._stage = StreamResampler(self.input_sample_rate, self.sample_rate)
         # Serialises the producer side (and, with the pure-Python engine, every
         # call).  Reentrant: callbacks run under it and may call back in.
         self._lock = threading.RLock()
@@ -252,25 +299,92 @@ class AvatarController:
             # to _yield_new).
             self.read_audio_into = self._engine.read_audio_into  # type: ignore[method-assign]
             self.current_frame_into = self._engine.current_frame_into  # type: ignore[method-assign]
-            self.yield_audio_data = self._engine.yield_audio  # type: ignore[method-assign]
+            if self._stage is None:
+                # bytes stay two C calls; arrays are converted in the engine too
+                self.yield_audio_data = self._engine.yield_audio  # type: ignore[method-assign]
 
     # -- producer side ---------------------------------------------------------
 
     def yield_audio_data(self, pcm: Any, end: bool = False) -> str:
-        """Buffer raw PCM (s16le mono, any bytes-like, any length: a half sample
-        is carried) for the current conversation; returns its id.
+        """Buffer audio for the current conversation; returns its id.
+
+        ``pcm``: with ``input_format="pcm_s16le"``, raw s16le mono bytes (any
+        bytes-like, any length: a half sample is carried), or a numpy array of
+        samples: ``int16``, or ``float32`` / ``float64`` in [-1, 1] (scaled by
+        32768, rounded to nearest, limited, the limited samples counted in
+        ``stats.samples_clipped``), of shape ``(n,)`` or ``(n, 1)``; at
+        ``input_sample_rate``, resampled streaming to ``sample_rate`` (the
+        filter state kept from call to call, its tail flushed at
+        ``end=True``).  With ``input_format="ogg_opus"``: the next bytes of an
+        Ogg Opus stream, in chunks of any size, decoded streaming; the
+        conversation is exactly what the stream decodes to, and ``end=True``
+        must end the stream (its end-of-stream page).
 
         The first call, and the first call after one with ``end=True``, starts
         a new conversation (cutting off one still in progress).  Raises
-        TypeError for a non-bytes-like ``pcm``, BufferFull past the cap (nothing
-        buffered is lost and nothing of ``pcm`` is kept).
+        TypeError / ValueError for audio that is not taken (naming its dtype or
+        shape), DecodeError for a malformed Ogg Opus stream, BufferFull past
+        the cap: in each case nothing of the call is kept and nothing buffered
+        is lost.
         """
         if end.__class__ is not bool:
             end = _as_bool(end, "end")
+        if self._stage is not None:
+            return self._yield_staged(pcm, end)
         with self._lock:
-            if self._engine.push_audio(pcm, end) >= 0:
-                return self._engine.conversation_id
-            return self._yield_new(pcm, end)
+            return self._engine.yield_audio(pcm, end)
+
+    def _yield_staged(self, data: Any, end: bool) -> str:
+        # Audio that is not plain s16le bytes at sample_rate: converted, then
+        # yielded as bytes; the clip count and the stage's state move on only
+        # when the yield succeeded (a call succeeds whole or changes nothing).
+        inp = self._input
+        with self._lock:
+            engine = self._engine
+            engine.check_open()
+            clipped = inp.samples_clipped
+            stage = self._stage
+            try:
+                pcm = self._through_stage(stage, data, end)
+                if engine.push_audio(pcm, end) >= 0:
+                    return engine.conversation_id
+                return self._yield_new(pcm, end)
+            except BaseException:
+                inp.samples_clipped = clipped
+                raise
+
+    def _through_stage(self, stage: Any, data: Any, end: bool) -> Any:
+        """``data`` through the streaming stage, as s16le bytes at
+        sample_rate; BufferFull before the stage moves on when its output
+        could pass the cap."""
+        engine = self._engine
+        fresh = not engine.accepting()
+        room = self._pcm.max_samples - (0 if fresh else self._pcm.available)
+        if fresh:
+            stage.reset()  # a new conversation: nothing of the last one's stream
+        if isinstance(stage, OggOpusDecoder):
+            try:
+                memoryview(data)
+            except TypeError:
+                raise TypeError(
+                    f"Ogg Opus audio must be a bytes-like object, got {type(data).__name__}"
+                ) from None
+            out = stage.feed(data, last=end, room=room)
+            return out.tobytes()
+        pcm = self._input.convert(data)
+        nbytes = memoryview(pcm).nbytes
+        most = stage.most_out((nbytes + 1) // 2)
+        if most > room:
+            raise BufferFull(
+                f"PCM buffer full: {nbytes // 2} samples at {stage.in_rate} Hz resample to up "
+                f"to {most} samples, {room} fit"
+            )
+        out = stage.process(pcm)
+        if end:
+            tail = stage.flush()
+            if tail.size:
+                out = np.concatenate((out, tail)) if out.size else tail
+        return out.tobytes()
 
     def _yield_new(self, pcm: Any, end: bool) -> str:
         engine = self._engine
@@ -416,6 +530,8 @@ class AvatarController:
         animation for the old conversation dropped."""
         with self._lock:
             self._engine.interrupt()
+            if self._stage is not None:
+                self._stage.reset()
 
     def pause(self) -> None:
         """Reads return silence and the clock stands until :meth:`resume`."""
@@ -479,6 +595,23 @@ class AvatarController:
 
     # -- state -----------------------------------------------------------------
 
+    def set_volume(self, volume: float) -> None:
+        """Playout volume in [0.0, 1.0] (1.0: as given), applied to the
+        samples read from now on, in the read itself (no allocation): each
+        sample ``x`` becomes ``(x * g + 16384) >> 15`` with
+        ``g = round(volume * 32768)``, as :func:`avatarkit_fast.audio.apply_volume_into`.
+        It changes neither the samples consumed nor the keyframe shown.
+        Raises TypeError for a non-number, ValueError outside [0, 1]."""
+        gain = volume_gain(volume)
+        with self._lock:
+            self._engine.check_open()
+            self._pcm.set_gain(gain)
+            self._volume = float(volume)
+
+    def get_volume(self) -> float:
+        """The playout volume set by :meth:`set_volume` (1.0 at first)."""
+        return self._volume
+
     @property
     def state(self) -> ConversationState:
         return ConversationState(self._engine.state)
@@ -505,6 +638,10 @@ class AvatarController:
         """A snapshot of the counters (see :class:`ControllerStats`)."""
         with self._lock:
             snap = ControllerStats(self._engine.stats())
+            clipped = self._input.samples_clipped
+            if self._stage is not None:
+                clipped += self._stage.samples_clipped
+            snap["samples_clipped"] = clipped
         snap["state"] = ConversationState(snap["state"])
         return snap
 

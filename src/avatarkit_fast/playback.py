@@ -22,9 +22,19 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional, Protocol
 
 import numpy as np
 
+from .audio import StreamResampler
+from .audio.resample import MAX_RATE, MIN_RATE
 from .errors import AudioDeviceError
 
-__all__ = ["AudioDeviceError", "Playout", "SoundDevicePlayer", "Tick", "VirtualClock", "check_output_device"]
+__all__ = [
+    "AudioDeviceError",
+    "OutputResampler",
+    "Playout",
+    "SoundDevicePlayer",
+    "Tick",
+    "VirtualClock",
+    "check_output_device",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +64,16 @@ class Tick(NamedTuple):
     frame: np.ndarray
 
 
+def _output_rate(rate: Any, default: int) -> int:
+    if rate is None:
+        return default
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)):
+        raise TypeError(f"output_sample_rate must be an int (Hz), got {type(rate).__name__}")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise ValueError(f"output_sample_rate must be in {MIN_RATE}..{MAX_RATE} Hz, got {rate}")
+    return int(rate)
+
+
 def _controller_rate(controller: Any, sample_rate: Optional[int]) -> int:
     """The rate the controller's audio is read at: the controller's own.
     ``sample_rate`` is for a playout object without a ``sample_rate``
@@ -77,6 +97,74 @@ def _controller_rate(controller: Any, sample_rate: Optional[int]) -> int:
     return int(sample_rate)
 
 
+class OutputResampler:
+    """The audio of a playout object at another rate, streaming: reads
+    ``in_rate`` samples from ``controller`` (so its clock, and the keyframe it
+    shows, still count its own samples) and hands out ``out_rate`` samples
+    (:class:`~avatarkit_fast.audio.StreamResampler`, soxr HQ).
+
+    soxr works in blocks: its output runs up to about 60 ms behind its input
+    (measured: 36 ms for 16 -> 48 kHz, 58 ms for 16 -> 44.1 kHz, whatever the
+    chunk size).  So that every read finds its samples, the stream begins
+    with :attr:`latency` seconds of silence (``LEAD_SECONDS``); from then on
+    every sample read comes out, in order, that much later than the keyframe
+    of its samples (delay the picture by :attr:`latency` for lip sync, as for
+    a device's output latency).  A read that still finds too few is filled
+    with silence and counted in :attr:`underruns`.  One thread at a time.
+    """
+
+    LEAD_SECONDS = 0.07
+
+    def __init__(self, controller: Playout, in_rate: int, out_rate: int) -> None:
+        self._ctrl = controller
+        self.in_rate = int(in_rate)
+        self.out_rate = int(out_rate)
+        self._rs = StreamResampler(self.in_rate, self.out_rate)
+        self._lead = int(round(self.LEAD_SECONDS * self.out_rate))
+        self._fifo = np.zeros(self._lead, np.int16)  # resampled samples not yet handed out
+        self._scratch = np.zeros(0, np.int16)
+        self._owed = 0  # input samples owed, times out_rate (read_into)
+        self.underruns = 0
+
+    @property
+    def latency(self) -> float:
+        """Seconds the audio handed out lags the controller's reads."""
+        return self._lead / self.out_rate
+
+    def _pull(self, n_in: int) -> None:
+        if self._scratch.size < n_in:
+            self._scratch = np.zeros(n_in, np.int16)
+        chunk = self._scratch[:n_in]
+        self._ctrl.read_audio_into(chunk)
+        self.push(chunk)
+
+    def push(self, chunk: np.ndarray) -> None:
+        """Resample ``chunk`` (samples already read from the controller)."""
+        y = self._rs.process(chunk)
+        if y.size:
+            self._fifo = np.concatenate((self._fifo, y)) if self._fifo.size else y.copy()
+
+    def pop_into(self, out: np.ndarray) -> None:
+        """Fill ``out`` with the next resampled samples (silence past them)."""
+        k = min(out.size, self._fifo.size)
+        out[:k] = self._fifo[:k]
+        if k < out.size:
+            out[k:] = 0
+            self.underruns += 1
+        self._fifo = self._fifo[k:]
+
+    def read_into(self, out: np.ndarray) -> None:
+        """Fill ``out`` (int16, ``out_rate``) with the next samples, reading
+        from the controller what they take (``out.size * in_rate / out_rate``
+        samples, rounded so that none is lost or read twice)."""
+        self._owed += out.size * self.in_rate
+        n_in = self._owed // self.out_rate
+        self._owed -= n_in * self.out_rate
+        if n_in:
+            self._pull(n_in)
+        self.pop_into(out)
+
+
 class VirtualClock:
     """Drives ``controller`` at ``fps`` video frames a second.
 
@@ -89,8 +177,12 @@ class VirtualClock:
     ``duration`` seconds of clock time.
 
     ``sample_rate`` is the controller's (for a playout object without a
-    ``sample_rate`` attribute, give it); a different one is a ValueError, as
-    nothing resamples the audio.
+    ``sample_rate`` attribute, give it); a different one is a ValueError: to
+    hand out audio at another rate, give ``output_sample_rate`` (8000..96000
+    Hz, e.g. 48000 for an RTC stack): each tick's audio is then
+    ``output_sample_rate / fps`` samples, resampled streaming from what the
+    controller read (:class:`OutputResampler`; the keyframe is still the one
+    for the controller's samples, and :attr:`samples` counts those).
     """
 
     def __init__(
@@ -103,12 +195,18 @@ class VirtualClock:
         duration: Optional[float] = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = time.sleep,
+        output_sample_rate: Optional[int] = None,
     ) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps!r}")
         self._ctrl = controller
         self.fps = int(fps)
         self.sample_rate = _controller_rate(controller, sample_rate)
+        self.output_sample_rate = _output_rate(output_sample_rate, self.sample_rate)
+        self._out: Optional[OutputResampler] = None
+        if self.output_sample_rate != self.sample_rate:
+            self._out = OutputResampler(controller, self.sample_rate, self.output_sample_rate)
+            self._out_audio = np.zeros(-(-self.output_sample_rate // self.fps), dtype=np.int16)
         self.realtime = bool(realtime)
         self.duration = duration
         self._clock = clock
@@ -121,6 +219,12 @@ class VirtualClock:
         chunk_max = -(-self.sample_rate // self.fps)
         self._audio = np.zeros(chunk_max, dtype=np.int16)
         self._frame = np.zeros(120, dtype=np.float32)
+
+    @property
+    def output_latency(self) -> float:
+        """Seconds the audio handed out lags the keyframe of its samples
+        (0.0 at the controller's rate; see :class:`OutputResampler`)."""
+        return 0.0 if self._out is None else self._out.latency
 
     @property
     def index(self) -> int:
@@ -160,6 +264,12 @@ class VirtualClock:
         self._ctrl.read_audio_into(audio)
         self._index = i + 1
         self._samples += n
+        if self._out is not None:
+            osr = self.output_sample_rate
+            m = (i + 1) * osr // self.fps - i * osr // self.fps
+            self._out.push(audio)
+            audio = self._out_audio[:m]
+            self._out.pop_into(audio)
         return Tick(i, i / self.fps, audio, self._frame)
 
     def step(self) -> Tick:
@@ -226,8 +336,14 @@ class SoundDevicePlayer:
     ``on_error`` (or logged) from a reporter thread, and that block plays as
     silence.  Device underflows are counted in :attr:`underflows`.
 
-    The device runs at the controller's ``sample_rate``; a different
-    ``sample_rate`` is a ValueError (nothing resamples the audio).
+    The stream opens at the controller's ``sample_rate`` when the device takes
+    it, else at the device's default rate (or at ``output_sample_rate`` when
+    given), resampling streaming on the way out (:class:`OutputResampler`):
+    the keyframe is still the controller's, for the samples it played.
+    :attr:`device_sample_rate` says which rate was opened, and so does a log
+    line at ``start()``.  (``sample_rate`` is the controller's: a different
+    one is a ValueError.)  Resampling in the callback allocates small numpy
+    arrays (soxr's output); at the controller's rate nothing is allocated.
 
     Raises :class:`~avatarkit_fast.errors.AudioDeviceError` when PortAudio or an
     output device is missing; write to files instead (``avatarkit-fast demo
@@ -245,9 +361,13 @@ class SoundDevicePlayer:
         blocksize: int = 0,
         latency: Any = "low",
         on_error: Optional[Callable[[BaseException], Any]] = None,
+        output_sample_rate: Optional[int] = None,
     ) -> None:
         self._ctrl = controller
         self.sample_rate = _controller_rate(controller, sample_rate)
+        self._output_rate = None if output_sample_rate is None else _output_rate(output_sample_rate, 0)
+        self._device_rate: Optional[int] = None
+        self._resampler: Optional[OutputResampler] = None
         self._device = device
         self._blocksize = int(blocksize)
         self._latency = latency
@@ -269,7 +389,11 @@ class SoundDevicePlayer:
             self.callbacks += 1
             if status and getattr(status, "output_underflow", False):
                 self.underflows += 1
-            self._ctrl.read_audio_into(outdata.reshape(-1))
+            resampler = self._resampler
+            if resampler is None:
+                self._ctrl.read_audio_into(outdata.reshape(-1))
+            else:
+                resampler.read_into(outdata.reshape(-1))
             self.frames_played += frames
         except BaseException as exc:  # noqa: BLE001 - a C callback must not raise
             try:
@@ -305,9 +429,13 @@ class SoundDevicePlayer:
             return self
         sd = self._import_sounddevice()
         try:
-            sd.query_devices(self._device, kind="output")
+            info = sd.query_devices(self._device, kind="output")
+            rate = self._choose_rate(sd, info)
+            self._resampler = (
+                None if rate == self.sample_rate else OutputResampler(self._ctrl, self.sample_rate, rate)
+            )
             stream = sd.OutputStream(
-                samplerate=self.sample_rate,
+                samplerate=rate,
                 channels=1,
                 dtype="int16",
                 device=self._device,
@@ -317,6 +445,14 @@ class SoundDevicePlayer:
             )
         except (sd.PortAudioError, ValueError) as exc:
             raise AudioDeviceError(_no_device(exc)) from None
+        self._device_rate = rate
+        if rate == self.sample_rate:
+            logger.info("playback: %s opened at the controller's %d Hz", info.get("name", "device"), rate)
+        else:
+            logger.info(
+                "playback: %s opened at %d Hz; resampling from the controller's %d Hz",
+                info.get("name", "device"), rate, self.sample_rate,
+            )
         self._reporter = threading.Thread(target=self._report_loop, name="avatarkit-playback-errors", daemon=True)
         self._reporter.start()
         stream.start()
@@ -339,6 +475,35 @@ class SoundDevicePlayer:
             self._drain_reports()
 
     close = stop
+
+    def _choose_rate(self, sd: Any, info: Any) -> int:
+        """``output_sample_rate`` if given, else the controller's rate when
+        the device takes it, else the device's default rate."""
+        if self._output_rate is not None:
+            return self._output_rate
+        try:
+            sd.check_output_settings(device=self._device, samplerate=self.sample_rate, channels=1, dtype="int16")
+            return self.sample_rate
+        except (sd.PortAudioError, ValueError):
+            rate = int(round(float(info["default_samplerate"])))
+            return _output_rate(rate, 0)
+
+    @property
+    def device_sample_rate(self) -> Optional[int]:
+        """The rate the stream was opened at (None before :meth:`start`): the
+        controller's, or the device's when it would not take that one."""
+        return self._device_rate
+
+    @property
+    def resampling_latency(self) -> float:
+        """Seconds the resampling adds to :attr:`latency` (0.0 when the
+        device plays the controller's rate)."""
+        return 0.0 if self._resampler is None else self._resampler.latency
+
+    @property
+    def resampling(self) -> bool:
+        """True when the stream plays at another rate than the controller's."""
+        return self._resampler is not None
 
     @property
     def active(self) -> bool:

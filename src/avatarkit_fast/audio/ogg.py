@@ -135,6 +135,29 @@ class OggPacketReader:
         self._serial, self._seq, self._partial, self._partial_page = serial, seq, partial, partial_page
         self.pages, self.ended = pages, ended
 
+    def check_staged_end(self) -> None:
+        """As :meth:`check_end`, on the state :meth:`stage` would commit:
+        raises DecodeError (nothing changes) unless the staged bytes end the
+        stream whole."""
+        if self._staged is None:
+            self.check_end()
+            return
+        mark, (pos, serial, seq, partial, partial_page, pages, ended) = self._staged
+        at = self._start + pos
+        left = len(self._pending) - pos
+        if left:
+            raise DecodeError(
+                f"Ogg: the stream ends inside the page at byte {at} ({left} bytes of it)", at
+            )
+        if serial is None:
+            raise DecodeError("Ogg: the stream ended before its first page", 0)
+        if not ended:
+            raise DecodeError(
+                f"Ogg: the stream ends at byte {at} without its end-of-stream page "
+                f"({pages} pages read): truncated?",
+                at,
+            )
+
     def rollback(self) -> None:
         """Forget the bytes given to :meth:`stage`: as if it was not called."""
         if self._staged is None:

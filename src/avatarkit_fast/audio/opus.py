@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import DecodeError
+from ..errors import BufferFull, DecodeError
 from .ogg import OggPacket, OggPacketReader
 from .resample import StreamResampler
 
@@ -245,21 +245,47 @@ class OggOpusDecoder:
         return self._reader.offset
 
     @property
+    def samples_clipped(self) -> int:
+        """Output samples limited to int16 by the resampler."""
+        return self._resampler.samples_clipped
+
+    @property
     def head(self) -> Optional[OpusHead]:
         """The OpusHead of the stream being decoded (None before it)."""
         return self._head
 
-    def feed(self, data: Any) -> np.ndarray:
+    def feed(self, data: Any, *, last: bool = False, room: Optional[int] = None) -> np.ndarray:
         """Decode the next bytes of the stream; returns the int16 samples (at
         ``out_rate``) that they complete.  Raises DecodeError, keeping
-        nothing of ``data``."""
+        nothing of ``data``.
+
+        ``last=True``: ``data`` ends the stream, which must then end whole
+        (as :meth:`finish` checks, before anything is decoded); the returned
+        samples include the resampler's tail and the decoder is ready for a
+        new stream.  ``room``: raise :class:`~avatarkit_fast.errors.BufferFull`
+        (keeping nothing) when the samples the call could return, counted
+        from the packets before decoding them, exceed it.
+        """
         reader = self._reader
         packets = reader.stage(data)
-        if not packets:
+        if not packets and not last:
             reader.commit()
             return np.empty(0, np.int16)
         try:
+            if last:
+                if reader.offset == 0:
+                    reader.commit()
+                    return np.empty(0, np.int16)
+                reader.check_staged_end()
             plan, state = self._plan(packets)
+            if room is not None:
+                n48 = sum(b - a for kind, _, a, b, _ in plan if kind == "audio")
+                most = self._resampler.most_out(n48)
+                if most > room:
+                    raise BufferFull(
+                        f"PCM buffer full: the Ogg Opus bytes decode to up to {most} samples, "
+                        f"{room} fit"
+                    )
             pcm48, codec, head = self._run(plan)
         except BaseException:
             reader.rollback()
@@ -268,6 +294,11 @@ class OggOpusDecoder:
         self._stage, self._pos, self._base, self._done = state
         self._codec, self._head = codec, head
         out = self._resampler.process(pcm48) if pcm48.size else np.empty(0, np.int16)
+        if last:
+            tail = self._resampler.flush()
+            if tail.size:
+                out = np.concatenate((out, tail)) if out.size else tail
+            self.reset()
         self.samples_out += out.size
         return out
 

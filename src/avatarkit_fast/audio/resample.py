@@ -82,6 +82,8 @@ class StreamResampler:
                 self.in_rate, self.out_rate, 1, dtype="float32", quality=self.quality
             )
         self._started = False  # the soxr stream has had input since the last clear
+        self._stream_in = 0  # samples taken / returned by the stream in progress
+        self._stream_out = 0
 
     @property
     def identity(self) -> bool:
@@ -92,6 +94,12 @@ class StreamResampler:
         """The samples a stream of ``n_in`` input samples resamples to, once
         flushed: ``floor(n_in * out_rate / in_rate + 1/2)``."""
         return (2 * n_in * self.out_rate + self.in_rate) // (2 * self.in_rate)
+
+    def most_out(self, n_in: int) -> int:
+        """At most the samples that ``n_in`` more input samples make the
+        stream in progress return, its flush included (so a caller can check
+        room before :meth:`process`)."""
+        return self.expected_length(self._stream_in + n_in) - self._stream_out
 
     def delay(self) -> float:
         """Output samples the filter holds back now (soxr's delay)."""
@@ -136,12 +144,14 @@ class StreamResampler:
         if self._stream is None:
             self.samples_out += x.size
             return x
+        self._stream_in += x.size
         if x.size == 0:
             return np.empty(0, np.int16)
         self._started = True
         y, clipped = _to_int16(self._stream.resample_chunk(x.astype(np.float32)))
         self.samples_clipped += clipped
         self.samples_out += y.size
+        self._stream_out += y.size
         return y
 
     def flush(self) -> np.ndarray:
@@ -149,6 +159,7 @@ class StreamResampler:
         dangling half sample is dropped.  The next :meth:`process` begins a
         new stream."""
         self._carry = -1
+        self._stream_in = self._stream_out = 0
         if self._stream is None or not self._started:
             return np.empty(0, np.int16)
         tail = self._stream.resample_chunk(np.empty(0, np.float32), last=True)
@@ -163,6 +174,7 @@ class StreamResampler:
         """Drop the stream and what the filter holds (an interrupt); the
         counters stay."""
         self._carry = -1
+        self._stream_in = self._stream_out = 0
         if self._stream is not None and self._started:
             self._stream.clear()
         self._started = False

@@ -75,12 +75,16 @@ def collect(rounds: int | None = None) -> list[dict]:
     envelope = wire.encode_animation(_server_like_frames(100), req_id="bench", connection_id="c")
     floor_buf = np.frombuffer(envelope, np.uint8)
 
-    def add(case: str, unit: str, fns: dict[str, Callable[[], object]], floor=None) -> None:
+    def add(case: str, unit: str, fns: dict[str, Callable[[], object]], floor=None, seconds=None) -> None:
         cases = dict(fns)
         if floor is not None:
             cases["floor"] = floor
         t = benchmarking.measure(cases, rounds=rounds)
-        rows.append({"case": case, "unit": unit, **{k: t.get(k) for k in ("c", "py", "floor")}})
+        row = {"case": case, "unit": unit, **{k: t.get(k) for k in ("c", "py", "floor")}}
+        if seconds is not None:  # audio seconds per call: how many times real time
+            best = row.get("c") or row.get("py")
+            row["realtime"] = seconds / best if best else None
+        rows.append(row)
 
     # Decoding one real-sized envelope (100 keyframes, ~50 kB).
     mods = {tag: load_twin("wire", tag) for tag in _impls()}
@@ -111,12 +115,86 @@ def collect(rounds: int | None = None) -> list[dict]:
     add("yield_audio_data (20 ms)", "call", {tag: yield_case(tag) for tag in _impls()},
         floor=lambda: bytearray(chunk))
 
+    # Audio in: a 20 ms float32 chunk as an array (the controller converts).
+    floats = (np.sin(np.arange(RATE // 50) * 0.05) * 0.5).astype(np.float32)
+
+    def float_case(tag: str) -> Callable[[], object]:
+        ctrl = AvatarController(RATE, FPS, _impl=tag, max_buffer_seconds=600.0)
+        count = {"n": 0}
+
+        def step() -> None:
+            count["n"] += 1
+            if count["n"] % 20000 == 0:
+                ctrl.interrupt()
+            ctrl.yield_audio_data(floats)
+
+        return step
+
+    add("yield_audio_data (20 ms float32)", "call", {tag: float_case(tag) for tag in _impls()},
+        floor=lambda: bytearray(chunk))
+    rows.extend(_audio_rows(add))
+
     # The relay hop: one animation frame in msgpack, encode + decode.
     frame = relay.AnimationFrame("bench", (envelope,), 0)
     data = relay.encode_frame(frame)
     add("relay decode (animation frame)", "frame", {"py": lambda: relay.decode_frame(data)},
         floor=np.frombuffer(data, np.uint8).copy)
     return rows
+
+
+def _audio_rows(add) -> list[dict]:
+    """Streaming resampling and Ogg Opus decode (one implementation each:
+    soxr and libopus, C libraries, shown in the compiled column), with the
+    copy of the same bytes as the floor.  Returns no rows of its own: they
+    are added through ``add``."""
+    import io
+
+    from ..audio import OggOpusDecoder, StreamResampler
+
+    t = np.arange(24000) / 24000
+    x = np.rint(8000 * np.sin(2 * np.pi * 150 * t) * np.clip(np.sin(2 * np.pi * 3 * t), 0, None)).astype(np.int16)
+    chunks = [x[i:i + 480] for i in range(0, x.size, 480)]
+    rs = StreamResampler(24000, 16000)
+    raw = x.tobytes()
+
+    def resample() -> None:
+        for c in chunks:
+            rs.process(c)
+        rs.flush()
+
+    add("resample 24 -> 16 kHz (1 s)", "second", {"c": resample},
+        floor=lambda: bytearray(raw), seconds=1.0)
+    try:
+        import av
+    except ImportError:
+        return []
+    import fractions
+
+    pcm = np.tile(x, 3)[: 3 * 24000]
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="ogg") as out:
+        st = out.add_stream("libopus", rate=24000, layout="mono")
+        st.bit_rate = 24000
+        for i in range(0, pcm.size, 480):
+            f = av.AudioFrame.from_ndarray(pcm[None, i:i + 480], format="s16", layout="mono")
+            f.sample_rate, f.pts, f.time_base = 24000, i, fractions.Fraction(1, 24000)
+            for p in st.encode(f):
+                out.mux(p)
+        for p in st.encode(None):
+            out.mux(p)
+    data = buf.getvalue()
+    pieces = [data[i:i + 1024] for i in range(0, len(data), 1024)]
+    dec = OggOpusDecoder(16000)
+    pcm_bytes = bytes(3 * RATE * 2)
+
+    def decode() -> None:
+        for piece in pieces:
+            dec.feed(piece)
+        dec.finish()
+
+    add("Ogg Opus decode (3 s)", "3 s", {"c": decode},
+        floor=lambda: (bytearray(data), bytearray(pcm_bytes)), seconds=3.0)
+    return []
 
 
 def _fmt(seconds) -> str:
@@ -149,5 +227,13 @@ def run_bench(args) -> int:
         over = f"{best / r['floor']:.1f}x" if r.get("floor") and best else "-"
         print(f"{r['case']:<38} {_fmt(r.get('c')):>10} {_fmt(r.get('py')):>12} {speed:>9} "
               f"{_fmt(r.get('floor')):>11} {over:>8}")
+    by = {r["case"]: r for r in rows}
+    a, b = by.get("yield_audio_data (20 ms float32)"), by.get("yield_audio_data (20 ms)")
+    if a and b:
+        key = "c" if a.get("c") and b.get("c") else "py"
+        print(f"float32 array / int16 bytes, 20 ms yield: {a[key] / b[key]:.2f}x")
+    for r in rows:
+        if r.get("realtime"):
+            print(f"real time on one core: {r['case']} {r['realtime']:,.0f}x")
     print("per call, best of interleaved rounds (avatarkit_fast.benchmarking.measure)")
     return 0

@@ -86,14 +86,13 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
                 "seconds_at_25fps": round(len(frames) / 25, 3),
                 "changes": int(moving.sum()), "ranges": _ranges(frames.astype(np.float32))}
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        from .wavfile import read_wav
+        from ..audio import AudioFileError, read_audio_file
 
         try:
-            pcm, rate = read_wav(p)
-        except ValueError as exc:  # read_wav's message names the file
+            pcm, found = read_audio_file(p, target_rate=None)
+        except AudioFileError as exc:  # its message names the file
             raise UsageError(str(exc)) from None
-        if rate <= 0:
-            raise UsageError(f"{p}: not a PCM WAV file (sample rate {rate} Hz)")
+        rate = found.rate
         return {"file": str(p), "kind": "wav", "sample_rate": rate, "samples": int(len(pcm)),
                 "seconds": round(len(pcm) / rate, 3),
                 "peak": int(np.max(np.abs(pcm.astype(np.int32)))) if len(pcm) else 0}

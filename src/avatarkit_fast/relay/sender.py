@@ -16,6 +16,7 @@ from collections import OrderedDict, deque
 from typing import Any, Awaitable, Callable, Union
 
 from .. import wire
+from ..audio import as_pcm16
 from ..errors import ClosedError, DecodeError, RelayError
 from .frames import (
     RELAY_VERSION,
@@ -30,6 +31,8 @@ from .frames import (
 )
 
 __all__ = ["RelaySender", "Sink"]
+
+INPUT_FORMATS = ("pcm_s16le", "ogg_opus")
 
 logger = logging.getLogger("avatarkit_fast.relay")
 
@@ -57,9 +60,12 @@ class RelaySender:
     #: Requests whose next sequence number is kept (older ones are forgotten).
     REMEMBER = 1024
 
-    def __init__(self, sink: Sink, *, version: int = RELAY_VERSION) -> None:
+    def __init__(self, sink: Sink, *, version: int = RELAY_VERSION, input_format: str = "pcm_s16le") -> None:
         if not callable(sink):
             raise TypeError("sink must be callable")
+        if not isinstance(input_format, str) or input_format not in INPUT_FORMATS:
+            raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
+        self.input_format = input_format
         if version not in SUPPORTED_VERSIONS:
             raise ValueError(f"version must be one of {SUPPORTED_VERSIONS}, got {version!r}")
         self._sink = sink
@@ -91,13 +97,26 @@ class RelaySender:
         except Exception:
             logger.exception("relay: could not write an animation frame")
 
-    async def send_audio(self, session, pcm: bytes | bytearray | memoryview, end: bool = False) -> str:
+    async def send_audio(self, session, pcm: Any, end: bool = False) -> str:
         """Send ``pcm`` to the motion server through a server-SDK ``session``
         (``await session.send_audio(pcm, end)``) and relay it under the
         req_id the session gave it; returns that req_id."""
-        req_id = await session.send_audio(pcm, end=end)
-        self.audio(req_id, pcm, end)
+        data = self._audio_bytes(pcm)
+        req_id = await session.send_audio(data, end=end)
+        self.audio(req_id, data, end)
         return req_id
+
+    def _audio_bytes(self, pcm: Any) -> bytes:
+        """The audio as the bytes of a frame: arrays converted to s16le
+        (TypeError / ValueError, naming the dtype or shape, for others)."""
+        if self.input_format == "pcm_s16le":
+            return bytes(as_pcm16(pcm, what="pcm"))
+        try:
+            return bytes(memoryview(pcm))
+        except TypeError:
+            raise TypeError(
+                f"Ogg Opus audio must be a bytes-like object, got {type(pcm).__name__}"
+            ) from None
 
     async def interrupt_session(self, session) -> str:
         """Interrupt the session's latest request on the motion server
@@ -118,9 +137,10 @@ class RelaySender:
         except Exception:
             logger.exception("relay: could not write an audio-only frame")
 
-    def audio(self, req_id: str, pcm: bytes | bytearray | memoryview, end: bool = False) -> None:
+    def audio(self, req_id: str, pcm: Any, end: bool = False) -> None:
         check_req_id(req_id, "audio")
-        self._emit(req_id, lambda seq: AudioChunk(req_id, bytes(pcm), bool(end), seq))
+        data = pcm if type(pcm) is bytes else self._audio_bytes(pcm)
+        self._emit(req_id, lambda seq: AudioChunk(req_id, data, bool(end), seq))
         self._last_audio = req_id
 
     def animation(self, req_id: str, envelopes) -> None:

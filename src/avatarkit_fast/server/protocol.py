@@ -11,6 +11,12 @@ whatever remains with ``end`` set; 25 keyframes per second of audio.  A batch
 leaves as soon as its audio has arrived (or, with a ``speed``, when its pace
 says so).
 
+Audio is PCM s16le (``audio_format`` 0) or Ogg Opus (``audio_format`` 1,
+``spatius.AudioFormat.OGG_OPUS``, what the vendor's LiveKit plugin sends by
+default): one Ogg Opus stream per request, in messages of any size, decoded
+as it arrives to the session's sample rate; a malformed stream is a 400 for
+that request (named with its ``req_id``), which is then stopped.
+
 Error replies (``ServerError.code``, then the WebSocket close code):
 
 ======  =====================================================  ==========
@@ -41,6 +47,7 @@ from aiohttp import WSMsgType
 
 from .. import wire
 from .._ids import new_id
+from ..audio import OggOpusDecoder
 from ..errors import DecodeError, EncodeError
 from .motion import SUPPORTED_SAMPLE_RATES, MotionSynth
 
@@ -114,11 +121,14 @@ class ServerStatsLike(Protocol):
 class Request:
     """One req_id: its audio, its keyframe synth and the task sending its batches."""
 
-    __slots__ = ("req_id", "synth", "ended", "interrupted", "wake", "task", "started", "need")
+    __slots__ = ("req_id", "synth", "ended", "interrupted", "wake", "task", "started", "need", "decoder")
 
-    def __init__(self, req_id: str, sample_rate: int) -> None:
+    def __init__(self, req_id: str, sample_rate: int, audio_format: int = 0) -> None:
         self.req_id = req_id
         self.synth = MotionSynth(sample_rate, FPS)
+        # Ogg Opus requests: one stream per request, decoded to the session's
+        # rate as it arrives (the synth animates PCM).
+        self.decoder = OggOpusDecoder(sample_rate) if audio_format == 1 else None
         self.ended = False
         self.interrupted = False
         self.wake = asyncio.Event()
@@ -143,6 +153,7 @@ class ProtocolSession:
         self.avatar_id = avatar_id
         self.connection_id = new_id()
         self.sample_rate = 0
+        self.audio_format = 0
         self.requests: dict[str, Request] = {}
         self.finished: OrderedDict[str, str] = OrderedDict()  # req_id -> "ended"/"interrupted"
         self.send_lock = asyncio.Lock()
@@ -257,15 +268,16 @@ class ProtocolSession:
                 CLOSE_POLICY,
             )
             return False
-        if first.audio_format != 0:
+        if first.audio_format not in (0, 1):
             await self.fail(
                 ERR_BAD_REQUEST,
-                f"audio format {first.audio_format} (Ogg Opus) is not supported by the local "
-                "motion server; send PCM s16le (audio_format 0)",
+                f"unsupported audio format {first.audio_format}; supported: 0 (PCM_S16LE), "
+                "1 (OGG_OPUS)",
                 CLOSE_POLICY,
             )
             return False
         self.sample_rate = first.sample_rate
+        self.audio_format = first.audio_format
         return await self.send(
             wire.encode_message(wire.ServerConfirmSession(connection_id=self.connection_id))
         )
@@ -293,14 +305,25 @@ class ProtocolSession:
             return
         req = self.requests.get(req_id)
         if req is None:
-            req = Request(req_id, self.sample_rate)
+            req = Request(req_id, self.sample_rate, self.audio_format)
             self.requests[req_id] = req
             self.server.stats.requests += 1
             req.task = asyncio.get_running_loop().create_task(self.generate(req))
-        req.synth.push(msg.audio)
+        if req.decoder is None:
+            pcm_bytes = msg.audio
+        else:
+            try:
+                pcm = req.decoder.feed(msg.audio, last=bool(msg.end))
+            except DecodeError as exc:
+                await self.error(ERR_BAD_REQUEST, f"request {req_id}: {exc}", req_id)
+                self.on_interrupt(req_id)
+                return
+            pcm_bytes = pcm.astype("<i2", copy=False).tobytes()
+        if pcm_bytes:
+            req.synth.push(pcm_bytes)
         observer = getattr(self.server, "observer", None)
         if observer is not None:
-            observer.request_audio(self.connection_id, req_id, self.sample_rate, msg.audio, bool(msg.end))
+            observer.request_audio(self.connection_id, req_id, self.sample_rate, pcm_bytes, bool(msg.end))
         if req.synth.samples_in > self.server.max_request_seconds * self.sample_rate:
             await self.error(
                 ERR_TOO_LONG,

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol
 import numpy as np
 
 from .. import wire
+from ..audio import as_pcm16
 from .._report import report
 from ..errors import AvatarKitError
 from .connection import (
@@ -56,9 +57,9 @@ class AvatarSession:
     ``start()`` connects and handshakes; ``send(pcm, end)`` sends speech audio up and
     yields it to the controller; animation for it arrives in the background and goes
     into the controller for that conversation; ``interrupt()`` stops the current
-    request here and on the server; ``close()`` ends the session. Audio is raw PCM,
-    signed 16-bit little-endian mono at the controller's sample rate, in chunks of any
-    size. The session is an async context manager (``start`` on entry, ``close`` on
+    request here and on the server; ``close()`` ends the session. Audio is what the
+    controller takes (s16le PCM or arrays at its ``input_sample_rate``, or Ogg Opus
+    with ``input_format="ogg_opus"``; see :meth:`send`), in chunks of any size. The session is an async context manager (``start`` on entry, ``close`` on
     exit). Use it from one event loop (the rules of :class:`MotionConnection`,
     which it drives and exposes as :attr:`connection`).
     """
@@ -78,7 +79,18 @@ class AvatarSession:
         use_query_auth: bool = False,
         extra_params: Optional[Mapping[str, str]] = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        input_format: Optional[str] = None,
     ) -> None:
+        fmt = getattr(controller, "input_format", "pcm_s16le")
+        if input_format is not None and input_format != fmt:
+            raise ValueError(
+                f"input_format {input_format!r} differs from the controller's {fmt!r}: "
+                f"make the controller with input_format={input_format!r}"
+            )
+        self.input_format = fmt
+        if sample_rate is None:
+            # The rate of the PCM sent: the controller's input rate (it resamples).
+            sample_rate = getattr(controller, "input_sample_rate", None) or controller.sample_rate
         self._controller = controller
         self._on_connection_state = on_connection_state
         self._on_error = on_error
@@ -87,7 +99,7 @@ class AvatarSession:
             app_id=app_id,
             session_token=session_token,
             avatar_id=avatar_id,
-            sample_rate=int(sample_rate if sample_rate is not None else controller.sample_rate),
+            sample_rate=int(sample_rate),
             on_envelope=self._on_envelope,
             on_state=self._on_state,
             on_error=self._on_connection_error,
@@ -95,6 +107,7 @@ class AvatarSession:
             use_query_auth=use_query_auth,
             extra_params=extra_params,
             max_message_bytes=max_message_bytes,
+            audio_format=1 if fmt == "ogg_opus" else 0,
         )
         # The request whose audio is still being sent (None after end=True).
         self._open_req_id: Optional[str] = None
@@ -180,9 +193,14 @@ class AvatarSession:
     # -- sending ----------------------------------------------------------------
 
     async def send(self, pcm: Any, end: bool = False) -> str:
-        """Send speech audio up and yield the same PCM to the controller.
+        """Send speech audio up and yield the same audio to the controller.
 
-        Consecutive calls with ``end=False`` belong to one request (one conversation);
+        ``pcm``: what the controller's ``yield_audio_data`` takes (s16le
+        bytes or arrays of samples at its ``input_sample_rate``, or Ogg Opus
+        bytes with ``input_format="ogg_opus"``); the server gets the same audio
+        as bytes (arrays converted to s16le), in the same format and at the
+        same rate (the session's ``sample_rate`` defaults to the controller's
+        ``input_sample_rate``).  Consecutive calls with ``end=False`` belong to one request (one conversation);
         ``end=True`` closes it. Returns the controller's conversation id.
         """
         connection = self._connection
@@ -208,8 +226,15 @@ class AvatarSession:
         self._open_req_id = None if end else req_id
         for old in superseded:
             await connection.interrupt(old)
-        await connection.send_audio(pcm, end, req_id=req_id)
+        await connection.send_audio(self._wire_audio(pcm), end, req_id=req_id)
         return conversation_id
+
+    def _wire_audio(self, pcm: Any) -> Any:
+        # The controller took (and checked) the audio; the server wants bytes:
+        # arrays of samples as s16le at the same rate, Ogg Opus as it is.
+        if self.input_format == "pcm_s16le" and type(pcm) is not bytes:
+            return as_pcm16(pcm)
+        return pcm
 
     async def interrupt(self) -> Optional[str]:
         """Stop the current utterance: the controller at once, then the server's

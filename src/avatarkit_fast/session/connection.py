@@ -127,6 +127,8 @@ class MotionConnection:
 
     ``sample_rate`` is the rate of the PCM (signed 16-bit little-endian mono)
     that :meth:`send_audio` takes; the server animates at that rate.
+    ``audio_format``: 0 (PCM_S16LE, default) or 1 (OGG_OPUS: the bytes of an
+    Ogg Opus stream, one stream per request, as the vendor's own plugin sends).
 
     Callbacks (public attributes; replace them before :meth:`start`):
 
@@ -166,7 +168,12 @@ class MotionConnection:
         use_query_auth: bool = False,
         extra_params: Optional[Mapping[str, str]] = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        audio_format: int = 0,
     ) -> None:
+        if audio_format not in (0, 1) or isinstance(audio_format, bool):
+            raise ValueError(
+                f"audio_format must be 0 (PCM_S16LE) or 1 (OGG_OPUS), got {audio_format!r}"
+            )
         if not app_id:
             raise ValueError("app_id is required")
         if not session_token:
@@ -187,6 +194,7 @@ class MotionConnection:
         self._headers = {} if use_query_auth else {"X-App-ID": app_id, "X-Session-Key": session_token}
         self.avatar_id = avatar_id
         self.sample_rate = sample_rate
+        self.audio_format = int(audio_format)
         self.on_envelope = on_envelope
         self.on_state = on_state
         self.on_error = on_error
@@ -346,7 +354,7 @@ class MotionConnection:
                 wire.encode_message(
                     wire.ClientConfigureSession(
                         sample_rate=self.sample_rate,
-                        audio_format=0,  # PCM_S16LE: a controller plays the same bytes
+                        audio_format=self.audio_format,  # a controller plays the same bytes
                         extra_params=dict(self._extra_params),
                     )
                 )

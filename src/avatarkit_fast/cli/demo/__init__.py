@@ -53,7 +53,9 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
     from ..options import bounded_float, bounded_int
 
     src = demo.add_mutually_exclusive_group()
-    src.add_argument("--audio", metavar="FILE.wav", help="speech to play (PCM WAV); default: made-up speech")
+    src.add_argument("--audio", metavar="FILE",
+                     help="speech to play (WAV of any PCM width or float, FLAC, Ogg; stereo is mixed "
+                          "down, other rates resampled); default: made-up speech")
     src.add_argument("--recording", metavar="FILE.json", help="replay a recorded utterance (audio and envelopes)")
     demo.add_argument("--seconds", type=bounded_float(0.2, MAX_SECONDS, " s"), default=None,
                       help=f"length of the made-up speech, 0.2..{MAX_SECONDS:g} (default {DEFAULT_SECONDS:g})")
@@ -161,7 +163,7 @@ def run_demo(args) -> int:
     from ..face import video_suffix, write_face_video
     from ..progress import Progress
     from ..timeline import draw_timeline
-    from ..wavfile import write_wav
+    from ...audio import write_wav
     from .inputs import load_input
     from .network import Arrival, last_req, pipeline, run_network
     from .playout import live_playout, make_controller, replay

@@ -1,7 +1,8 @@
-"""What the demo plays: made-up speech, a WAV file or a recorded utterance."""
+"""What the demo plays: made-up speech, an audio file or a recorded utterance."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -41,24 +42,43 @@ def load_input(args) -> Utterance:
             raise UsageError(f"{path}: expected the envelopes of one request, found req_ids {sorted(req_ids)}")
         return Utterance(pcm, rec.sample_rate, str(path), rec.envelopes, req_ids.pop())
     if args.audio:
-        from ..wavfile import read_wav
-
-        path = Path(args.audio)
-        try:
-            pcm, rate = read_wav(path)
-        except OSError as exc:
-            raise cannot_read(path, exc) from None
-        except ValueError as exc:  # read_wav's message names the file
-            raise UsageError(str(exc)) from None
-        if rate not in SAMPLE_RATES:
-            raise UsageError(f"{path}: sample rate {rate} Hz is not supported (use one of "
-                             f"{', '.join(map(str, SAMPLE_RATES))})")
-        _check_audio(path, pcm, rate)
-        return Utterance(pcm, rate, str(path))
+        return _read_audio(Path(args.audio), quiet=bool(getattr(args, "quiet", False)))
     from ..speech import synthesize_speech
 
     return Utterance(synthesize_speech(args.seconds, 16000, seed=args.seed), 16000,
                      f"made-up speech, {args.seconds:g} s, seed {args.seed}")
+
+
+def _read_audio(path: Path, *, quiet: bool) -> Utterance:
+    """An audio file through ``soundfile`` (WAV of any PCM width or float,
+    FLAC, Ogg, ...): mixed down to mono, and resampled to 16 kHz when its rate
+    is not one a controller plays at (played as it is otherwise).  What was
+    done to it is said in one line (unless ``quiet``)."""
+    from ...audio import AudioFileError, read_audio_file
+
+    try:
+        with open(path, "rb"):  # the CLI's own words for a missing file or a folder
+            pass
+    except OSError as exc:
+        raise cannot_read(path, exc) from None
+    try:
+        import soundfile as sf
+
+        info = sf.info(str(path))
+        rate = int(info.samplerate)
+    except Exception:  # read_audio_file says what is wrong, naming the file
+        rate = 16000
+    target = rate if rate in SAMPLE_RATES else 16000
+    try:
+        pcm, found = read_audio_file(path, target_rate=target)
+    except AudioFileError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise cannot_read(path, exc) from None
+    if not quiet and (found.downmixed or found.resampled or found.samples_clipped):
+        print(found.describe(), file=sys.stderr)
+    _check_audio(path, pcm, found.rate)
+    return Utterance(pcm, found.rate, str(path))
 
 
 def _check_audio(path: Path, pcm: np.ndarray, rate: int) -> None:
