@@ -155,3 +155,71 @@ def test_every_speech_sample_reaches_the_track_once_in_order_and_video_pairs_wit
             await room.aclose()
 
     run(main())
+
+
+def test_an_interrupt_silences_the_track_within_40_ms_and_reports_what_played():
+    async def main():
+        async with MotionServer() as server:
+            room = StandInRoom()
+            agent_session, avatar, finished = await start_avatar(server, room)
+            pcm = speech(3.0, seed=3)
+            handle = agent_session.say("hello", audio=frames_of(pcm))
+            audio = None
+            while audio is None or speech_arrivals(audio)[0].size < RATE // 2:
+                await asyncio.sleep(0.01)
+                audio = room.readers.get("avatar_audio")
+            t_interrupt = time.monotonic()
+            handle.interrupt()
+            await asyncio.wait_for(handle.wait_for_playout(), 5)
+            await asyncio.sleep(0.3)
+            got, arrival = speech_arrivals(audio)
+            late = float(arrival[-1] - t_interrupt)
+            print(f"last speech sample {late * 1000:.1f} ms after the interrupt")
+            assert late <= 0.040, late
+            assert 0 < got.size < pcm.size
+            assert np.array_equal(got, pcm[:got.size])  # a prefix, once, in order
+            assert len(finished) == 1 and finished[0].interrupted
+            assert abs(finished[0].playback_position - got.size / RATE) < 1e-9
+            await avatar.aclose()
+            await agent_session.aclose()
+            await room.aclose()
+
+    run(main())
+
+
+def test_twenty_interrupts_in_a_row_never_wedge_wait_for_playout():
+    async def main():
+        async with MotionServer() as server:
+            room = StandInRoom()
+            agent_session, avatar, finished = await start_avatar(server, room)
+            pcm = speech(0.4, seed=4)
+            rng = np.random.default_rng(7)
+            # before playout starts, during it, and just after its end
+            delays = [0.0, 0.005, 0.02] + list(rng.uniform(0.05, 0.35, 10)) + list(rng.uniform(0.38, 0.5, 7))
+            for delay in delays:
+                handle = agent_session.say("hi", audio=frames_of(pcm))
+                await asyncio.sleep(delay)
+                handle.interrupt()
+                await asyncio.wait_for(handle.wait_for_playout(), 5)
+            # every report is of one segment, at most its whole length
+            assert len(finished) <= len(delays)
+            for ev in finished:
+                assert 0 <= ev.playback_position <= pcm.size / RATE + 1e-9
+            # and the avatar still plays a whole utterance afterwards, reported exactly
+            before = len(finished)
+            await asyncio.sleep(0.2)
+            samples_before = speech_arrivals(room.readers["avatar_audio"])[0].size
+            last = speech(0.6, seed=5)
+            handle = agent_session.say("done", audio=frames_of(last))
+            await asyncio.wait_for(handle.wait_for_playout(), 10)
+            await asyncio.sleep(0.2)
+            assert len(finished) == before + 1
+            assert not finished[-1].interrupted
+            assert abs(finished[-1].playback_position - last.size / RATE) < 1e-9
+            got = speech_arrivals(room.readers["avatar_audio"])[0][samples_before:]
+            assert np.array_equal(got, last)
+            await avatar.aclose()
+            await agent_session.aclose()
+            await room.aclose()
+
+    run(main(), timeout=80)
