@@ -160,6 +160,7 @@ class PairedParticipant(StandInParticipant):
         super().__init__(room, identity)
         self._rpc_handlers: dict = {}
         self.kind = rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD
+        self.state = rtc.ParticipantState.PARTICIPANT_STATE_ACTIVE
         self.attributes: dict = {}
 
     async def publish_data(self, payload, *, reliable=True, destination_identities=(), topic=""):
