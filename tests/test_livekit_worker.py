@@ -73,3 +73,43 @@ def test_the_worker_plays_the_agents_speech_and_reports_each_segment_once():
             await pair.b.aclose()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_the_worker_command_checks_its_options_in_one_line(capsys, monkeypatch):
+    from avatarkit_fast.cli import main
+
+    for env in ("AVATARKIT_API_KEY", "LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"):
+        monkeypatch.delenv(env, raising=False)
+    assert main(["livekit-worker"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--api-key" in err
+    full = ["livekit-worker", "--api-key", "k", "--app-id", "a", "--avatar-id", "v",
+            "--console", "http://127.0.0.1:1", "--ingress", "nowhere", "--livekit-url", "ws://127.0.0.1:1",
+            "--livekit-api-key", "k", "--livekit-api-secret", "s"]
+    assert main(full) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--ingress" in err
+    with pytest.raises(SystemExit) as exit_:
+        main(full[:1] + ["--capacity", "0"])
+    assert exit_.value.code == 2
+
+
+def test_build_server_is_an_agent_server_whose_load_is_sessions_over_capacity():
+    from livekit.agents import AgentServer
+
+    from avatarkit_fast.livekit import build_server
+
+    config = AvatarWorkerConfig(api_key="k", app_id="a", avatar_id="v",
+                                console_endpoint_url="http://127.0.0.1:1",
+                                ingress_endpoint_url="http://127.0.0.1:1", capacity=4)
+    server = build_server(config, ws_url="ws://127.0.0.1:1", api_key="k", api_secret="s")
+    assert isinstance(server, AgentServer)
+    load = server.load_fnc
+    assert isinstance(load, AvatarLoad)
+    load.sessions = 3
+    assert 0.75 <= load(server) <= 1.0
+    load.sessions = 0
+    t = time.process_time()
+    while time.process_time() - t < 0.2:  # busy: this process's CPU shows in the load
+        pass
+    assert load(server) > 0.2 / (load.cpu_count * 2)
