@@ -257,6 +257,24 @@ class AvatarKitVideoGenerator(VideoGenerator):
     def _audio_frame(self, samples: np.ndarray) -> rtc.AudioFrame:
         return rtc.AudioFrame(samples.astype("<i2", copy=False).tobytes(), self.audio_sample_rate, 1, samples.size)
 
+    def produce_frame(self) -> tuple[rtc.VideoFrame, Optional[rtc.AudioFrame]]:
+        """One frame's work, unpaced: read a frame of audio from the
+        controller, draw its keyframe, and return the picture and that frame's
+        conversation samples at ``audio_sample_rate`` (None when it holds no
+        speech).  The iterator calls it once per frame; benchmarks call it
+        directly."""
+        controller = self._controller
+        n = controller.read_audio_into(self._pcm)
+        controller.current_frame_into(self._keyframe)
+        video = rtc.VideoFrame(self.width, self.height, rtc.VideoBufferType.RGBA, self._picture())
+        self.frames += 1
+        audio = None
+        if n:
+            out = self._out_resampler.process(self._pcm[:n])
+            if out.size:
+                audio = self._audio_frame(out)
+        return video, audio
+
     def _video_hold(self, interval: float) -> float:
         """Seconds the runner's synchronizer would hold a picture pushed now
         (its queue and its frame-rate schedule; 0 without one)."""
@@ -280,7 +298,6 @@ class AvatarKitVideoGenerator(VideoGenerator):
         )
 
     async def __aiter__(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:  # type: ignore[override]
-        controller = self._controller
         interval = 1.0 / self.fps
         deadline = time.monotonic()
         while not self._closed:
@@ -305,15 +322,7 @@ class AvatarKitVideoGenerator(VideoGenerator):
                 await asyncio.sleep(hold)
                 deadline = time.monotonic() + self.audio_lead + interval
             epoch = self._epoch
-            n = controller.read_audio_into(self._pcm)
-            controller.current_frame_into(self._keyframe)
-            video = rtc.VideoFrame(self.width, self.height, rtc.VideoBufferType.RGBA, self._picture())
-            self.frames += 1
-            yield_audio = None
-            if n:
-                out = self._out_resampler.process(self._pcm[:n])
-                if out.size:
-                    yield_audio = self._audio_frame(out)
+            video, yield_audio = self.produce_frame()
             self._resumed.clear()
             yield video
             self._resumed.set()
