@@ -223,3 +223,52 @@ def test_twenty_interrupts_in_a_row_never_wedge_wait_for_playout():
             await room.aclose()
 
     run(main(), timeout=80)
+
+
+def test_audio_comes_at_the_rate_the_runner_asks_for_from_any_input_rate():
+    """24 kHz speech in, a 16 kHz session, a 48 kHz track: the segment's position
+    is the audio yielded at 48 kHz, the length of the speech to the sample's
+    resampling (what soxr's streams give, flushed)."""
+    async def main():
+        async with MotionServer() as server:
+            room = StandInRoom(audio_rate=48000)
+            agent_session, avatar, finished = await start_avatar(server, room, audio_sample_rate=48000)
+            assert avatar.runner._options.audio_sample_rate == 48000
+            t = np.arange(24000) / 24000
+            pcm = (8000 * np.sin(2 * np.pi * 300 * t) + 50).astype(np.int16)
+            handle = agent_session.say("rates", audio=frames_of(pcm, rate=24000))
+            await asyncio.wait_for(handle.wait_for_playout(), 15)
+            assert len(finished) == 1 and not finished[0].interrupted
+            yielded = avatar.generator.speech_samples
+            assert abs(finished[0].playback_position - yielded / 48000) < 1e-9
+            assert abs(yielded - 48000) <= 48  # one second, within a millisecond
+            await asyncio.sleep(0.1)
+            track = room.readers["avatar_audio"].samples()
+            assert abs(np.count_nonzero(track) - yielded) <= 48
+            await avatar.aclose()
+            await agent_session.aclose()
+            await room.aclose()
+
+    run(main())
+
+
+def test_renderers_any_render_into_the_face_by_default_and_a_clear_error_otherwise():
+    from avatarkit_fast.cli.face import FaceRenderer
+    from avatarkit_fast.livekit import ImageRendererAdapter, Renderer, as_renderer
+
+    default = as_renderer(None, 64, 48)
+    assert isinstance(default, ImageRendererAdapter) and isinstance(default.drawer, FaceRenderer)
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    keyframe = np.zeros(120, np.float32)
+    default.render_into(keyframe, rgb)
+    assert rgb.std() > 0  # a face was drawn, scaled to the frame
+    open_jaw = rgb.copy()
+    keyframe[9] = 0.4
+    default.render_into(keyframe, open_jaw)
+    assert not np.array_equal(open_jaw, rgb)  # the picture follows the keyframe
+    serial = SerialRenderer()
+    assert as_renderer(serial, 64, 48) is serial and isinstance(serial, Renderer)
+    with pytest.raises(TypeError, match="render_into"):
+        as_renderer(object(), 64, 48)
+    with pytest.raises(ValueError, match="width"):
+        AvatarKitVideoGenerator(type("S", (), {"controller": None})(), width=3)
