@@ -87,8 +87,8 @@ class TappedGenerator(AvatarKitVideoGenerator):
 
 def speech_arrivals(reader) -> tuple[np.ndarray, np.ndarray]:
     """(speech samples in track order, the arrival time of each)."""
-    samples, times = [], []
-    for t, chunk in reader.frames:
+    samples, times = [np.zeros(0, np.int16)], [np.zeros(0)]
+    for t, chunk in list(reader.frames):
         voiced = chunk[chunk != 0]
         samples.append(voiced)
         times.append(np.full(voiced.size, t))
