@@ -106,3 +106,54 @@ def test_a_reliable_relay_plays_everything_and_a_closed_controller_ends_the_pump
 
     asyncio.run(main())
 
+
+
+def test_the_vendor_sdk_as_the_backend_relays_through_a_lossy_room():
+    """spatius (the server SDK) against the local motion server, its audio and
+    animation relayed through the room with 10% loss and duplication: every
+    request whose frames all arrived plays every sample once."""
+    spatius = pytest.importorskip("spatius")
+    pytest.importorskip("aiohttp")
+    from avatarkit_fast.server import MotionServer
+
+    spatius.configure_telemetry("")
+
+    async def main():
+        async with MotionServer() as server:
+            pair = RoomPair(loss=0.10, duplicate=0.10, seed=5)
+            sender = RelaySender(LiveKitSink(pair.a, reliable=False))
+            controller = AvatarController(sample_rate=RATE)
+            receiver = RelayReceiver(controller, gap_timeout=0.1)
+            stop = asyncio.Event()
+            pump = asyncio.create_task(pump_livekit(pair.b, receiver, stop=stop, on_error=lambda e: None))
+            session = spatius.new_avatar_session(
+                avatar_id="avatar", api_key="key", app_id="app",
+                console_endpoint_url=server.console_endpoint_url,
+                ingress_endpoint_url=server.ingress_endpoint_url,
+                transport_frames=sender.transport_frames,
+            )
+            complete = 0
+            async with session:
+                for i in range(8):
+                    pcm = speech(0.6, seed=100 + i)
+                    dropped_before = len(pair.dropped)
+                    data = pcm.tobytes()
+                    req = None
+                    for j in range(0, len(data), 3200):
+                        req = await sender.send_audio(session, data[j:j + 3200], j + 3200 >= len(data))
+                    await sender.flush()
+                    await asyncio.sleep(0.5)  # the animation, then past the gap timeout
+                    lost = [decode_frame(f) for f in pair.dropped[dropped_before:]]
+                    played = play_out(controller)
+                    if not any(getattr(f, "req_id", None) == req for f in lost):
+                        complete += 1
+                        assert np.array_equal(played, pcm), (i, played.size)
+                    else:
+                        assert played.size <= pcm.size
+            stop.set()
+            await pump
+            assert complete >= 3
+            assert controller.stats.frames_received > 0  # the server's animation came through
+            controller.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
