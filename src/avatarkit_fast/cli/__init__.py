@@ -60,6 +60,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     _serve_options(serve)
 
+    from .livekit_worker import build_parser as _worker_options
+
+    _worker_options(sub.add_parser("livekit-worker", help="run the avatar as a LiveKit AgentServer worker"))
+
     bench = sub.add_parser("bench", help="a quick run of the key benchmarks, as a table")
     from .options import bounded_int
 
@@ -89,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .serve import run_args
 
             return run_args(args)
+        if args.command == "livekit-worker":
+            from .livekit_worker import run_args as _run_worker
+
+            return _run_worker(args)
         if args.command == "bench":
             from .bench import run_bench
 
