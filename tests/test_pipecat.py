@@ -94,7 +94,7 @@ def test_speech_becomes_frames_of_audio_and_image_and_the_stop_comes_last():
     frames = [f for f in down if isinstance(f, TTSAudioRawFrame)]
     assert all(len(f.audio) == rate * 2 // 25 and f.sample_rate == rate for f in frames)
     assert out[:len(pcm)] == pcm and not any(out[len(pcm):])
-    # An image per video frame, synced with the audio, before that frame's audio.
+    # An image per video frame, synced with the audio, just before that frame's audio.
     images = [f for f in down if isinstance(f, OutputImageRawFrame)]
     assert all(f.sync_with_audio and f.size == (64, 48) and len(f.image) == 64 * 48 * 3 for f in images)
     for i, k in enumerate(kinds):

@@ -11,8 +11,9 @@ paced to real time, pushes for every video frame the conversation's audio of
 that frame and the image of the keyframe that goes with it.  Audio and
 animation are matched by the controller's sample clock, never by wall time:
 the image of a frame is the keyframe at the frame's first sample, and it is
-queued with the audio (``sync_with_audio``), so the transport shows it when
-that audio starts to play.
+queued with the audio (``sync_with_audio``) just before that frame's audio,
+so the transport shows it as that audio begins; at the far end of a WebRTC
+transport face and voice arrive together (measured: within 40 ms).
 
 Choices where Pipecat leaves it open:
 
@@ -151,8 +152,11 @@ class AvatarKitVideoService(FrameProcessor):
             await self._start()
             await self.push_frame(frame, direction)
         elif isinstance(frame, InterruptionFrame):
-            await self._interrupt()
+            # The transport drops its queued audio when the frame reaches it: send it on
+            # first; from here on the playout pushes nothing of before it.
+            self._epoch += 1
             await self.push_frame(frame, direction)
+            await self._interrupt()
         elif isinstance(frame, CancelFrame):
             await self._close()
             await self.push_frame(frame, direction)
@@ -342,6 +346,10 @@ class AvatarKitVideoService(FrameProcessor):
                 image = rgb.tobytes()
                 last_keyframe[:] = keyframe
             if epoch == self._epoch:  # no interrupt came while this frame was read
+                # The image goes just before its frame's audio: the transport shows it once
+                # the audio queued before it has been taken by the outgoing track, that is
+                # as its frame's audio begins; pushed after it, the face lagged the voice by
+                # a frame at the far end.
                 picture = OutputImageRawFrame(image=image, size=(self.width, self.height), format="RGB")
                 picture.sync_with_audio = True
                 await self.push_frame(picture)
