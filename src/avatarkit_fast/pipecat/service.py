@@ -147,16 +147,20 @@ class AvatarKitVideoService(FrameProcessor):
     # -- frames ------------------------------------------------------------------
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, InterruptionFrame):
+            # Silence first, synchronously: no playout tick can read speech of before the
+            # interrupt once the controller is stopped, and a tick begun before it pushes
+            # nothing (the epoch).  Then the frame goes on at once, for the transport drops
+            # its queued audio when the frame reaches it; then the motion server.
+            self._silence()
+            await self.push_frame(frame, direction)
+            await super().process_frame(frame, direction)
+            await self._interrupt()
+            return
         await super().process_frame(frame, direction)
         if isinstance(frame, StartFrame):
             await self._start()
             await self.push_frame(frame, direction)
-        elif isinstance(frame, InterruptionFrame):
-            # The transport drops its queued audio when the frame reaches it: send it on
-            # first; from here on the playout pushes nothing of before it.
-            self._epoch += 1
-            await self.push_frame(frame, direction)
-            await self._interrupt()
         elif isinstance(frame, CancelFrame):
             await self._close()
             await self.push_frame(frame, direction)
@@ -309,14 +313,20 @@ class AvatarKitVideoService(FrameProcessor):
 
     # -- interrupt ---------------------------------------------------------------------
 
-    async def _interrupt(self) -> None:
+    def _silence(self) -> None:
+        """Stop the controller and drop what waits to play; no await in here."""
         self._epoch += 1
-        session = self.session
+        if self.controller is not None:
+            self.controller.interrupt()
         self._live = None
         self._queue.clear()
         self._idle.set()
         if self._resampler is not None:
             self._resampler.reset()
+
+    async def _interrupt(self) -> None:
+        self._silence()  # again: a frame processed meanwhile may have begun speech
+        session = self.session
         if session is not None:
             try:
                 await session.interrupt()  # the controller at once, then the server
