@@ -3,7 +3,8 @@ transport: ``[source, AvatarKitVideoService, SmallWebRTCTransport.output()]``
 with the local motion server, received by a plain aiortc peer in this process
 (ICE on 127.0.0.1 only, SDP exchanged in process).  Measured at the peer:
 Opus audio and VP8 video arrive, each speech burst's first keyframe and its
-audio onset arrive together, nothing loud arrives after an interruption, and
+audio onset arrive together, nothing loud arrives after an interruption later
+than 40 ms beyond the path's own latency (measured in the same run), and
 BotStoppedSpeakingFrame follows the last sample written."""
 
 from __future__ import annotations
@@ -280,15 +281,21 @@ def test_nothing_loud_arrives_after_an_interruption_and_ten_in_a_row_do_not_wedg
     first_cut, last_cut, final = ctx["cuts"][0], ctx["cuts"][1], ctx["final"]
     loud = [t for t, level in peer.audio if level > LOUD]
     assert [t for t in loud if t < first_cut], "the speech never arrived"
+    # The path's own latency, the same for every sample, measured in this run: from the
+    # transport handing the first loud audio to the track, to its packet at the peer
+    # (aiortc's Opus encoder and sender; it is not stale audio).
+    first_write = min(t for t, speech_ in ctx["writes"] if speech_)
+    path = max(0.0, min(t for t in loud if t >= first_write) - first_write)
     late = [t - first_cut for t in loud if first_cut < t < first_cut + 0.6]
     tail = max(late, default=0.0)
-    print(f"loud audio after the interruption (ms): {tail * 1000:.1f}")
-    assert tail <= 0.040, late
+    print(f"loud audio after the interruption (ms): {tail * 1000:.1f} at the peer, "
+          f"of which the path's own latency {path * 1000:.1f}")
+    assert tail - path <= 0.040, (late, path)
     # Ten interrupts in a row, each 150 ms into speech: the service keeps nothing of them
     # (the tail is the transport's own: its 10 ms chunk, Opus's 20 ms packet, the hops).
     late = [t - last_cut for t in loud if last_cut < t < final]
     print(f"loud audio after the last of ten interruptions (ms): {max(late, default=0.0) * 1000:.1f}")
-    assert max(late, default=0.0) <= 0.080, late
+    assert max(late, default=0.0) - path <= 0.080, (late, path)
     # Not wedged: the utterance after the ten interrupts plays, and the bot stops after it.
     assert [t for t in loud if t > final], "nothing played after ten interrupts"
     assert recorder.bot_stopped and recorder.bot_stopped[-1] > final
