@@ -14,9 +14,12 @@ The package has one module per job:
 - :mod:`~avatarkit_fast.relay.receiver`: :class:`RelayReceiver` (sequencing,
   the reorder window, gaps);
 - :mod:`~avatarkit_fast.relay.websocket`: :class:`WebSocketSink` and
-  :func:`pump_websocket`.
+  :func:`pump_websocket`;
+- :mod:`~avatarkit_fast.relay.webrtc`: :class:`DataChannelSink` and
+  :func:`pump_datachannel` over an aiortc data channel (extra ``[webrtc]``;
+  imported from there, so that this package does not need aiortc).
 
-Every public name is importable from ``avatarkit_fast.relay`` itself.
+Every public name but those of ``webrtc`` is importable from ``avatarkit_fast.relay`` itself.
 """
 
 from .frames import (
