@@ -68,6 +68,8 @@ cdef class SyncEngine:
     @cython.locals(total=cython.longlong, pos=cython.longlong, idx=cython.longlong, rem=cython.longlong)
     cpdef current_frame_into(self, object buf)
     cpdef frame_at_into(self, object buf, long long back)
+    @cython.locals(back=cython.longlong)
+    cpdef frame_at_read_into(self, object buf, long long position)
     @cython.locals(sr=cython.longlong, ticks=cython.longlong, ipos=cython.longlong, iidx=cython.longlong,
                    it=cython.double, w_out=cython.double, tout=cython.longlong, since=cython.longlong,
                    w_in=cython.double, idx=cython.longlong, t=cython.double, p=cython.longlong,

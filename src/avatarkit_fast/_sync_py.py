@@ -454,6 +454,16 @@ class SyncEngine:
             raise ValueError(f"back must be >= 0 samples, got {back}")
         self._compose(buf, back, False)
 
+    def frame_at_read_into(self, buf, position):
+        """:meth:`frame_at_into` at the absolute read position ``position``
+        (samples read since construction, silence included, as
+        :attr:`ticks`): one call, so a read on another thread cannot slip
+        between the position and the frame."""
+        if not self._open:
+            self._raise_not_open()
+        back = self.ticks - position
+        self._compose(buf, back if back > 0 else 0, False)
+
     # -- presentation internals --------------------------------------------
 
     def _compose(self, buf, back, snap):

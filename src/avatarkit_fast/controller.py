@@ -307,6 +307,7 @@ class AvatarController:
             self.read_audio_into = self._engine.read_audio_into  # type: ignore[method-assign]
             self.current_frame_into = self._engine.current_frame_into  # type: ignore[method-assign]
             self.frame_at_into = self._engine.frame_at_into  # type: ignore[method-assign]
+            self.frame_at_read_into = self._engine.frame_at_read_into  # type: ignore[method-assign]
             self.yield_audio_data = self._engine.yield_audio  # type: ignore[method-assign]
 
     @staticmethod
@@ -556,6 +557,13 @@ class AvatarController:
         out began the frame it began from (the conversation's last)."""
         with self._lock:
             self._engine.frame_at_into(buf, back)
+
+    def frame_at_read_into(self, buf: Any, position: int) -> None:
+        """:meth:`frame_at_into` at the absolute read position ``position``
+        (as :attr:`samples_read` counts), in one call: for a render thread
+        while another thread reads the audio."""
+        with self._lock:
+            self._engine.frame_at_read_into(buf, position)
 
     def read_audio(self, n: int) -> np.ndarray:
         """The next ``n`` samples as a new int16 array (see :meth:`read_audio_into`)."""
