@@ -313,3 +313,23 @@ def test_frame_at_is_the_frame_shown_that_many_samples_ago(impl, recording):
     assert np.array_equal(fr, s2[-1 - 8])
     with pytest.raises((ValueError, OverflowError)):
         ctrl2.frame_at_into(fr, -1)
+
+
+def test_an_animation_state_callback_may_call_back_in(impl, recording):
+    """Delivered through the engine's event queue: once the read that ended the
+    speech has settled, the callback begins the next utterance and it stands."""
+    seen = []
+
+    def on_anim(state):
+        seen.append(state)
+        if state is A.TRANSITION_OUT and len(seen) < 4:
+            seen.append(ctrl.yield_audio_data(recording.pcm[: 2 * SR], end=True))
+
+    ctrl = AvatarController(SR, FPS, idle=None, on_animation_state=on_anim, _impl=impl.tag)
+    _speech(recording, ctrl, 0.5)
+    _run(ctrl, 51)
+    assert seen[:3] == [A.TRANSITION_IN, A.SPEAKING, A.TRANSITION_OUT]
+    assert ctrl.get_current_conversation_id() == seen[3]
+    assert ctrl.stats.buffered_audio_ms == pytest.approx(1000.0, abs=10.1)
+    with pytest.raises(TypeError):
+        ctrl.frame_at_into(np.zeros(120, np.float32), "1")

@@ -68,6 +68,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import operator
 import threading
 import uuid
 from typing import Any, Callable, Optional
@@ -555,6 +556,7 @@ class AvatarController:
         included).  Clamped at conversation boundaries: before a
         conversation's start the pose it started from, before a transition
         out began the frame it began from (the conversation's last)."""
+        back = operator.index(back)  # (an int, as the compiled engine's C argument)
         with self._lock:
             self._engine.frame_at_into(buf, back)
 
@@ -562,6 +564,7 @@ class AvatarController:
         """:meth:`frame_at_into` at the absolute read position ``position``
         (as :attr:`samples_read` counts), in one call: for a render thread
         while another thread reads the audio."""
+        position = operator.index(position)
         with self._lock:
             self._engine.frame_at_read_into(buf, position)
 
