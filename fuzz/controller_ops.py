@@ -9,7 +9,12 @@ inputs. The format, so seeds can be written by hand:
 ``byte 0``: configuration: bits 0-2 sample rate (index into SAMPLE_RATES),
 bit 3 ``strict_sync``, bit 4 ``linear`` interpolation, bit 5 a short
 ``max_frame_wait`` (0.1 s), bit 6 callbacks that call back in (then
-``byte 1`` says how, see REACTIONS). Then operations, each one opcode byte
+``byte 1`` says how, see REACTIONS), bit 7 a presentation byte (next after
+those): bits 0-1 ``transition_in`` (0, 0.05, 0.2, 1.0 s), bits 2-3
+``transition_out`` (0, 0.1, 0.8, 2.0 s), bits 4-5 ``idle`` ("breathing",
+None, a looped array of 3 keyframes, "breathing"), bits 6-7 ``seed``; with
+it ``on_animation_state`` is recorded too.  Without bit 7 the controller's
+defaults (transitions, breathing idle).  Then operations, each one opcode byte
 (mod 16) and its arguments (``u16`` is little-endian); a truncated operation
 ends the sequence.
 
@@ -42,7 +47,9 @@ wipe what a callback did (no conversation lost).
 11    RESUME
 12    QUERY          audio time, conversation id, state, stats
 13    BAD_TYPE       selector: a call with an argument of the wrong type
-14    CLOSE          only when the next byte is 0xC1 (else QUERY)
+14    CLOSE          only when the next byte is 0xC1; 0xC2 ``clear()``; 0xC3
+                     then u16 back: ``frame_at_into`` (back mod 9601);
+                     0xC4 the animation state and samples read; else QUERY
 15    TICKS          count (mod 64) of 10 ms ticks (read 10 ms + frame)
 ====  =============  ========================================================
 
@@ -302,8 +309,16 @@ class Run:
             r = self.cur.u8() if self.cur.pos < len(self.cur.data) else 0
             self.reactions = {event: REACTIONS[event][(r >> (2 * i)) & 3]
                               for i, event in enumerate(("idle", "unstall", "first_frame", "other"))}
+        pres = 0
+        if cfg & 128:
+            pres = self.cur.u8() if self.cur.pos < len(self.cur.data) else 0
+            kw["transition_in"] = (0.0, 0.05, 0.2, 1.0)[pres & 3]
+            kw["transition_out"] = (0.0, 0.1, 0.8, 2.0)[(pres >> 2) & 3]
+            kw["idle"] = ("breathing", None, synthetic_frames(3, 40) * 0.5, "breathing")[(pres >> 4) & 3]
+            kw["seed"] = pres >> 6
+            kw["on_animation_state"] = self._callback("animation")
         self.ctrl = self.cls(**kw)
-        self.trace.append(("config", cfg & 127, tuple(sorted((self.reactions or {}).items()))))
+        self.trace.append(("config", cfg, pres, tuple(sorted((self.reactions or {}).items()))))
         return self.ctrl
 
     # ------------------------------------------------------------------
@@ -403,11 +418,22 @@ class Run:
         c = self.cur
         ctrl = self.ctrl
         name = OPS[opcode]
-        if name == "CLOSE" and (c.u8() != 0xC1):
-            name = "QUERY"
+        if name == "CLOSE":
+            name = {0xC1: "CLOSE", 0xC2: "CLEAR", 0xC3: "FRAME_AT", 0xC4: "ANIM"}.get(c.u8(), "QUERY")
         if self.closed and name == "CLOSE":
             # close() may be called again (documented as a no-op); nothing else may
             res = self._call(self.ctrl.close)
+            self._after(name, res)
+            return True
+        if self.closed and name in ("CLEAR", "FRAME_AT", "ANIM"):
+            back = c.u16() % 9601 if name == "FRAME_AT" else 0
+            if name == "ANIM":  # stays readable after close
+                self.trace.append(("ANIM", "closed", self.ctrl.animation_state.name))
+                return True
+            res = self._call(lambda: ctrl.clear() if name == "CLEAR"
+                             else ctrl.frame_at_into(np.empty(120, np.float32), back))
+            _check(res[0] == "err" and isinstance(res[1], self.errors.AvatarKitError),
+                   f"{name} after close gave {res}")
             self._after(name, res)
             return True
         if self.closed and name not in ("QUERY",):
@@ -479,6 +505,24 @@ class Run:
                 out = ctrl.read_audio(160)
                 _check(not out.any(), "audio after interrupt")
                 self.trace.append(("post-interrupt-read", zlib.crc32(out.tobytes())))
+        elif name == "CLEAR":
+            self._began_any = False
+            res = self._call(ctrl.clear)
+            self._after(name, res)
+            if self.check and res[0] == "ok" and not self._began_any:
+                st = self._stats()
+                _check(ctrl.get_current_conversation_id() is None and st["buffered_audio_ms"] == 0
+                       and st["buffered_frames"] == 0, "clear() left something buffered")
+        elif name == "FRAME_AT":
+            back = c.u16() % 9601
+            buf = np.full(120, np.nan, np.float32)
+            res = self._call(lambda: ctrl.frame_at_into(buf, back))
+            if res[0] == "ok":
+                _check(np.isfinite(buf).all(), "frame_at_into left a non-finite value")
+                res = ("ok", buf)
+            self._after(name, res)
+        elif name == "ANIM":
+            self._after(name, ("ok", (ctrl.animation_state.name, ctrl.samples_read)))
         elif name == "PAUSE":
             self._after(name, self._call(ctrl.pause))
         elif name == "RESUME":
@@ -574,12 +618,14 @@ class Run:
 def random_program(rng, n_ops: int = 200) -> bytes:
     """A plausible random call sequence in the byte format above (weighted so
     conversations start, play, stall, end and get interrupted)."""
-    out = bytearray([rng.randrange(128)])
+    out = bytearray([rng.randrange(256)])
     if out[0] & 64:
+        out.append(rng.randrange(256))
+    if out[0] & 128:
         out.append(rng.randrange(256))
     weights = {"AUDIO": 2, "RAMP": 14, "FRAMES_STOCK": 12, "FRAMES_RAW": 2, "FRAMES_NONE": 3, "READ": 8,
                "READ_INTO": 8, "FRAME": 4, "FRAME_INTO": 4, "INTERRUPT": 3, "PAUSE": 2, "RESUME": 3,
-               "QUERY": 2, "BAD_TYPE": 1, "CLOSE": 0, "TICKS": 20}
+               "QUERY": 2, "BAD_TYPE": 1, "CLOSE": 3, "TICKS": 20}
     names = list(weights)
     w = [weights[n] for n in names]
     for _ in range(n_ops):
@@ -607,4 +653,9 @@ def random_program(rng, n_ops: int = 200) -> bytes:
             out.append(rng.randrange(5))
         elif name == "TICKS":
             out.append(rng.randrange(1, 64))
+        elif name == "CLOSE":  # the presentation calls, never a close
+            sub = rng.choice((0xC2, 0xC3, 0xC3, 0xC4))
+            out.append(sub)
+            if sub == 0xC3:
+                out += struct.pack("<H", rng.choice((0, 1, 160, 800, 1600, 4000, 9600)))
     return bytes(out)

@@ -1,7 +1,8 @@
 """Fuzz ``AvatarController`` with call sequences decoded from the fuzz bytes
 (format in ``controller_ops.py``): yields of random and mutated PCM and
-envelopes, reads of random sizes, interrupt, pause, resume, close, wrong types,
-and callbacks that call back into the controller (yield the next utterance,
+envelopes, reads of random sizes, interrupt, pause, resume, close, clear, the frame at an earlier read
+position, wrong types, transitions and idle motion of every kind (defaults
+and config bit 7), and callbacks that call back into the controller (yield the next utterance,
 interrupt, pause and resume, read the stats).
 
 Expected: no crash or hang; only our errors (``AvatarKitError``) and
@@ -80,7 +81,13 @@ def write_seeds(wire_seeds: dict, pcm: bytes) -> None:
     reentrant = bytes([1 | 64, 0x14, O["RAMP"]]) + u16(320) + b"\x00" + bytes([O["FRAMES_NONE"], 0, 0, O["READ"]]) \
         + u16(480) + bytes([O["RAMP"]]) + u16(160) + b"\x01" + bytes([O["READ"]]) + u16(480) + bytes(
         [O["QUERY"], O["FRAMES_STOCK"], 1, 3, 0, O["TICKS"], 30])
-    seeds = {"normal": normal, "audio-only": audio_only, "interrupted": interrupted, "stale-and-close": stale,
+    # Presentation (config bit 7): a transition in cut by clear(), a new
+    # conversation during the transition out, frames looked up behind the reads.
+    presented = bytes([1 | 16 | 128, 0x16, O["RAMP"]]) + u16(8000) + b"\x01" + bytes(
+        [O["FRAMES_STOCK"], 2, 3, 4, 0, O["TICKS"], 5, O["CLOSE"], 0xC2, O["TICKS"], 8, O["CLOSE"], 0xC4,
+         O["RAMP"]]) + u16(4000) + b"\x01" + bytes([O["FRAMES_STOCK"], 1, 4, 0, O["TICKS"], 40,
+                                                    O["CLOSE"], 0xC3]) + u16(1600) + bytes([O["TICKS"], 63])
+    seeds = {"normal": normal, "presented": presented, "audio-only": audio_only, "interrupted": interrupted, "stale-and-close": stale,
              "reentrant": reentrant}
     for i in range(4):
         seeds[f"random-{i}"] = ops.random_program(random.Random(i), n_ops=25)

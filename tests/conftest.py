@@ -66,3 +66,8 @@ def golden() -> Recording:
     """The project's own recording (7.3 s, three envelopes, 182 keyframes), in
     every checkout: never skipped."""
     return load_recording(GOLDEN_PATH)
+
+
+#: A controller without presentation (no transitions, the still idle frame):
+#: for tests of the sync itself, which compare frames with the keyframes.
+PLAIN = {"transition_in": 0, "transition_out": 0, "idle": None}

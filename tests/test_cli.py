@@ -410,3 +410,23 @@ def test_demo_plays_espeak_ng_speech(tmp_path):
     assert played[start:start + src.size].tolist() == src.tolist()
     frames = np.load(out / "keyframes.npy")
     assert frames[:, 9].std() > 0.005  # the jaw moves with the speech
+
+
+def test_demo_shows_the_idle_and_the_transitions(tmp_path):
+    """With the controller's presentation on, the idle breathes and blinks
+    before and after the speech, the timeline marks the states, and the
+    frames past the transition in are still the keyframes to the frame."""
+    from PIL import Image
+
+    out = tmp_path / "demo"
+    proc, report = run_demo(out, "--seconds", "2.5", "--idle", "breathing", "--transition-in", "0.2",
+                            "--transition-out", "0.8")
+    frames = np.load(out / "keyframes.npy")
+    sync = report["sync_error_frames"]
+    assert sync["frames_measured"] >= (2.5 - 0.2) * FPS - 2  # the transition in is a blend: not measured
+    assert sync["max"] == 0
+    # the idle moves the head before the speech and after the transition out
+    assert np.abs(frames[:3, 3:6]).max() > 0 or np.abs(frames[-3:, 3:9]).max() > 0
+    img = np.asarray(Image.open(out / "timeline.png").convert("RGB"))
+    speaking = np.all(img == (60, 170, 90), axis=-1).sum()
+    assert speaking > 100  # the state band shows the speaking span

@@ -6,6 +6,7 @@ of 10 ms; every read checked for lost or doubled samples and for the keyframe
 from __future__ import annotations
 
 import numpy as np
+from conftest import PLAIN
 import pytest
 
 from avatarkit_fast import AvatarController, ConversationState, wire
@@ -25,7 +26,7 @@ def _play(recording, impl, *, sync_mode="audio_independent", interpolation="none
     events = []
     ctrl = AvatarController(
         sample_rate=recording.sample_rate, sync_mode=sync_mode, interpolation=interpolation,
-        on_conversation_state=events.append, _impl=impl.tag,
+        on_conversation_state=events.append, _impl=impl.tag, **PLAIN,
     )
     h = Harness(ctrl)
     pcm = recording.pcm
@@ -83,7 +84,7 @@ def test_recording_with_late_animation(impl, recording, sync_mode, interpolation
 
 
 def test_recording_all_at_once_reads_of_any_size(impl, recording):
-    ctrl = AvatarController(sample_rate=recording.sample_rate, _impl=impl.tag)
+    ctrl = AvatarController(sample_rate=recording.sample_rate, _impl=impl.tag, **PLAIN)
     frames = np.concatenate(_envelope_frames(recording))
     pcm = np.frombuffer(recording.pcm, dtype="<i2")
     rng = np.random.default_rng(11)

@@ -6,6 +6,7 @@ import logging
 import threading
 
 import numpy as np
+from conftest import PLAIN
 import pytest
 
 from avatarkit_fast import (
@@ -41,6 +42,8 @@ def make(impl):
 
     def factory(**kw):
         kw.setdefault("_impl", impl.tag)
+        for k, v in PLAIN.items():
+            kw.setdefault(k, v)
         ctrl = AvatarController(**kw)
         made.append(ctrl)
         return ctrl

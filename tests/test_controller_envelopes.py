@@ -5,6 +5,7 @@ the list; on both engines (``impl.tag``)."""
 from __future__ import annotations
 
 import numpy as np
+from conftest import PLAIN
 import pytest
 from protowire import ld, tag
 
@@ -17,7 +18,7 @@ def empty_keyframes(n: int) -> bytes:
 
 
 def playing(impl, recording):
-    ctrl = AvatarController(16000, _impl=impl.tag)
+    ctrl = AvatarController(16000, _impl=impl.tag, **PLAIN)
     cid = ctrl.yield_audio_data(recording.pcm)
     return ctrl, cid
 
@@ -81,7 +82,7 @@ def test_malformed_envelope_is_named_by_its_index(impl, recording):
 def test_server_error_before_a_malformed_envelope_is_not_reported(impl, recording):
     """The call changes nothing: not even the server-error count."""
     seen = []
-    ctrl = AvatarController(16000, on_error=seen.append, _impl=impl.tag)
+    ctrl = AvatarController(16000, on_error=seen.append, _impl=impl.tag, **PLAIN)
     cid = ctrl.yield_audio_data(recording.pcm)
     error = tag(1, 0) + b"\x04" + ld(5, ld(4, b"boom"))
     with pytest.raises(DecodeError, match="^envelope 1: "):

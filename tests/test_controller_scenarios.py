@@ -5,6 +5,7 @@ the harness (samples in order, the right keyframe); hypothesis picks the scripts
 from __future__ import annotations
 
 import numpy as np
+from conftest import PLAIN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +34,7 @@ def _run_script(p) -> Harness:
     fps = 25
     ctrl = AvatarController(
         sample_rate=sr, fps=fps, sync_mode=p["sync_mode"], interpolation=p["interpolation"],
-        max_frame_wait=p["max_frame_wait"], _impl=p["tag"],
+        max_frame_wait=p["max_frame_wait"], _impl=p["tag"], **PLAIN,
     )
     h = Harness(ctrl, read_samples=int(rng.choice([sr // 100, sr // 50, 37, 441])))
     tick_s = h.read_n / sr

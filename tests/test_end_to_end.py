@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PLAIN
 
 spatius = pytest.importorskip("spatius")
 pytest.importorskip("aiohttp")
@@ -119,7 +120,7 @@ async def host_mode(console: str, ingress: str, utterances, *, interrupt_after: 
     out = Run()
     # strict_sync: the clock runs far ahead of real time, so it waits for animation;
     # and it never gives up waiting for a first keyframe that is on its way.
-    ctrl = AvatarController(sample_rate=SR, fps=FPS, sync_mode="strict_sync", max_frame_wait=60.0)
+    ctrl = AvatarController(sample_rate=SR, fps=FPS, sync_mode="strict_sync", max_frame_wait=60.0, **PLAIN)
     receiver = RelayReceiver(ctrl)
     original_interrupt = ctrl.interrupt
 

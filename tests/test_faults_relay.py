@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PLAIN
 
 websockets = pytest.importorskip("websockets")
 pytest.importorskip("avatarkit_fast.controller")
@@ -112,7 +113,7 @@ async def play(script: list, *, reader_delay: float = 0.0, drain_ticks: int = 40
     errors: list = []
     relay_errors: list = []
     error_at: list = []
-    ctrl = AvatarController(sample_rate=RATE, sync_mode=sync_mode, on_error=errors.append, max_frame_wait=0.2)
+    ctrl = AvatarController(sample_rate=RATE, sync_mode=sync_mode, on_error=errors.append, max_frame_wait=0.2, **PLAIN)
     receiver = relay.RelayReceiver(ctrl, **receiver_kw)
     played: list = []
     shown: list = []  # (samples of the conversation played, keyframe shown) at each tick

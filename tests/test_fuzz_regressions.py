@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PLAIN
 
 from avatarkit_fast import relay
 from avatarkit_fast.controller import AvatarController
@@ -48,7 +49,7 @@ def test_audio_time_is_fractional_seconds(impl):
 
 def test_linear_interpolation_blends_between_keyframes(impl):
     # found by the differential run: the compiled engine blended with weight 0
-    ctrl = AvatarController(_impl=impl.tag, interpolation="linear")
+    ctrl = AvatarController(_impl=impl.tag, interpolation="linear", **PLAIN)
     cid = ctrl.yield_audio_data(b"\x01\x00" * 16000)
     ctrl.yield_frames_data([ops.envelope_of(ops.synthetic_frames(50))], cid)
     ctrl.read_audio(320)  # 320 samples at 16 kHz, 25 fps: halfway from keyframe 0 to 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 
 import numpy as np
+from conftest import PLAIN
 import pytest
 
 from avatarkit_fast import AvatarController, ClosedError, SessionGroup, wire
@@ -50,6 +51,11 @@ def _twin_sets(tag: str, n: int, rng, log: list, sample_rate: int):
                 on_conversation_state=on_state, on_playback_stall=on_stall,
                 on_first_frame=on_first, on_error=on_error,
                 max_frame_wait=[0.0, 0.05, 1.0][int(cfg.integers(3))], _impl=tag,
+                # presentation on most sessions: transitions, idle, its seed
+                transition_in=[0.0, 0.05, 0.2][int(cfg.integers(3))],
+                transition_out=[0.0, 0.1, 0.8][int(cfg.integers(3))],
+                idle=["breathing", None][int(cfg.integers(2))], seed=int(cfg.integers(4)),
+                on_animation_state=on_state,
             ))
         sets.append(ctrls)
     return sets
@@ -128,7 +134,7 @@ def test_group_plays_the_recording(impl, recording):
     every sample in order and the keyframe of every position."""
     n = 40
     rate = recording.sample_rate
-    ctrls = [AvatarController(rate, FPS, _impl=impl.tag) for _ in range(n)]
+    ctrls = [AvatarController(rate, FPS, _impl=impl.tag, **PLAIN) for _ in range(n)]
     group = SessionGroup(ctrls)
     kf = np.concatenate([wire.decode_animation(e).frames for e in recording.envelopes])
     counts = [wire.count_keyframes(e) for e in recording.envelopes]
@@ -166,12 +172,12 @@ def test_group_plays_the_recording(impl, recording):
 
 
 def test_group_uses_the_compiled_loop_for_the_compiled_engine(impl):
-    group = SessionGroup([AvatarController(_impl=impl.tag) for _ in range(3)])
+    group = SessionGroup([AvatarController(_impl=impl.tag, **PLAIN) for _ in range(3)])
     assert type(group._batch).__module__ == f"avatarkit_fast._group_{impl.tag}"
 
 
 def test_a_closed_session_raises_after_the_ones_before_it_ticked(impl):
-    ctrls = [AvatarController(16000, FPS, max_frame_wait=0.0, _impl=impl.tag) for _ in range(3)]
+    ctrls = [AvatarController(16000, FPS, max_frame_wait=0.0, _impl=impl.tag, **PLAIN) for _ in range(3)]
     for c in ctrls:
         c.yield_audio_data(np.full(1600, 7, "<i2").tobytes())
         c.yield_frames_data([], c.get_current_conversation_id())
@@ -186,7 +192,7 @@ def test_a_closed_session_raises_after_the_ones_before_it_ticked(impl):
 
 
 def test_group_checks_its_arguments(impl):
-    ctrls = [AvatarController(16000, FPS, _impl=impl.tag) for _ in range(2)]
+    ctrls = [AvatarController(16000, FPS, _impl=impl.tag, **PLAIN) for _ in range(2)]
     group = SessionGroup(ctrls)
     with pytest.raises(TypeError):
         group.tick(np.zeros((2, 160), np.float32), np.zeros((2, 120), np.float32))
@@ -207,12 +213,12 @@ def test_group_checks_its_arguments(impl):
     with pytest.raises(TypeError):
         SessionGroup([ctrls[0], object()])
     with pytest.raises(ValueError):
-        SessionGroup([ctrls[0], AvatarController(8000, FPS, _impl=impl.tag)])
+        SessionGroup([ctrls[0], AvatarController(8000, FPS, _impl=impl.tag, **PLAIN)])
     with pytest.raises(ValueError):
-        SessionGroup([ctrls[0], AvatarController(16000, 30, _impl=impl.tag)])
+        SessionGroup([ctrls[0], AvatarController(16000, 30, _impl=impl.tag, **PLAIN)])
     other = "py" if impl.tag == "c" else "c"
     try:
-        mixed = AvatarController(16000, FPS, _impl=other)
+        mixed = AvatarController(16000, FPS, _impl=other, **PLAIN)
     except ImportError:
         return
     with pytest.raises(ValueError):

@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import numpy as np
+from conftest import PLAIN
 import pytest
 
 from avatarkit_fast.errors import AudioDeviceError
@@ -115,7 +116,7 @@ def test_a_rate_other_than_the_controllers_is_refused(impl, cls):
     (1920 samples a 25 fps tick instead of 640): refused, naming both."""
     from avatarkit_fast import AvatarController
 
-    ctrl = AvatarController(sample_rate=16000, _impl=impl.tag)
+    ctrl = AvatarController(sample_rate=16000, _impl=impl.tag, **PLAIN)
     with pytest.raises(ValueError, match=r"48000 Hz differs from the controller's 16000 Hz"):
         cls(ctrl, sample_rate=48000)
     assert cls(ctrl, sample_rate=16000).sample_rate == 16000  # the same rate is fine
@@ -129,7 +130,7 @@ def test_a_rate_other_than_the_controllers_is_refused(impl, cls):
 def test_virtual_clock_reads_at_the_controllers_rate(impl):
     from avatarkit_fast import AvatarController
 
-    ctrl = AvatarController(sample_rate=16000, _impl=impl.tag)
+    ctrl = AvatarController(sample_rate=16000, _impl=impl.tag, **PLAIN)
     clock = VirtualClock(ctrl, fps=25)
     assert [clock.chunk_size(i) for i in range(3)] == [640, 640, 640]
 
@@ -289,7 +290,7 @@ def test_virtual_clock_drives_the_controller_in_sync(impl, interpolation):
     rng = np.random.default_rng(3)
     kf = rng.standard_normal((75, 120)).astype(np.float32)
     pcm = rng.integers(-20000, 20000, 3 * rate).astype("<i2")
-    ctrl = AvatarController(rate, fps, interpolation=interpolation, _impl=impl.tag)
+    ctrl = AvatarController(rate, fps, interpolation=interpolation, _impl=impl.tag, **PLAIN)
     cid = ctrl.yield_audio_data(pcm.tobytes(), end=True)
     ctrl.yield_frames_data([wire.encode_animation(kf, req_id="r", end=True)], cid)
     clock = VirtualClock(ctrl, fps=fps, duration=3.4)

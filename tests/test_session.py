@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from conftest import PLAIN
 from websockets.asyncio.server import serve
 
 import avatarkit_fast
@@ -313,7 +314,7 @@ def test_utterance_plays_whole_in_sync_then_a_second(golden, server_kind):
     async def main():
         states = []
         async with motion_server(server_kind) as server:
-            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS))
+            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS, **PLAIN))
             session = new_session(
                 ctrl, server.url, session_token=server.token, on_connection_state=lambda s, e: states.append(s)
             )
@@ -348,7 +349,7 @@ def test_interrupt_mid_utterance_leaves_nothing_stale(server_kind):
 
     async def main():
         async with motion_server(server_kind, late_after_interrupt=True) as server:
-            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS))
+            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS, **PLAIN))
             async with new_session(ctrl, server.url, session_token=server.token) as session:
                 old = await send_pcm(session, first[: 3 * 2 * SR], end=False)
                 await until(lambda: len(ctrl.envelopes) == 1)
@@ -386,7 +387,7 @@ def test_a_new_utterance_supersedes_the_previous_one():
 
     async def main():
         async with ScriptedServer(late_after_interrupt=True, stall_first=True) as server:
-            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS))
+            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS, **PLAIN))
             async with new_session(ctrl, server.url) as session:
                 old = await send_pcm(session, first, end=True)
                 old_req = session.current_req_id
@@ -416,7 +417,7 @@ def test_a_refused_request_is_reported_and_its_audio_plays_alone():
     async def main():
         errors = []
         async with ScriptedServer(refuse_audio=(4001, "credits exhausted")) as server:
-            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS))
+            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS, **PLAIN))
             async with new_session(ctrl, server.url, on_error=errors.append) as session:
                 await send_pcm(session, pcm, end=True)
                 await until(lambda: errors)
@@ -436,7 +437,7 @@ def test_undecodable_messages_are_reported_and_the_session_goes_on():
     async def main():
         errors = []
         async with ScriptedServer(garbage=True) as server:
-            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS))
+            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS, **PLAIN))
             async with new_session(ctrl, server.url, on_error=errors.append) as session:
                 cid = await send_pcm(session, pcm, end=True)
                 await until(lambda: ctrl.ends == 1)
@@ -456,7 +457,7 @@ def test_killed_server_fails_clearly_and_what_arrived_plays_out(server_kind, syn
     async def main():
         errors = []
         async with motion_server(server_kind, killable=True) as server:
-            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS, sync_mode=sync_mode))
+            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS, sync_mode=sync_mode, **PLAIN))
             session = new_session(
                 ctrl, server.url, session_token=server.token, on_connection_state=lambda s, e: errors.append((s, e))
             )
@@ -489,7 +490,7 @@ def test_bad_token_is_an_authentication_error(server_kind):
         async with motion_server(server_kind) as server:
             states = []
             session = new_session(
-                AvatarController(sample_rate=SR), server.url, session_token="token-bad",
+                AvatarController(sample_rate=SR, **PLAIN), server.url, session_token="token-bad",
                 on_connection_state=lambda s, e: states.append((s, e)),
             )
             with pytest.raises(AuthenticationFailed, match="invalid session token") as info:
@@ -515,7 +516,7 @@ def test_query_auth_and_credentials_bound_to_an_app():
             with pytest.raises(AuthenticationFailed, match="invalid API key"):
                 await fetch_session_token(server.console_endpoint_url, "key-b")
             url = server.ingress_endpoint_url
-            ctrl = AvatarController(sample_rate=SR)
+            ctrl = AvatarController(sample_rate=SR, **PLAIN)
             session = new_session(ctrl, url, app_id="app-a", session_token=token, use_query_auth=True)
             assert "sessionKey=%2A%2A%2A" in session.url and token not in session.url and token not in repr(session)
             async with session:
@@ -533,7 +534,7 @@ def test_query_auth_and_credentials_bound_to_an_app():
 def test_handshake_timeout_fires():
     async def main():
         async with ScriptedServer(confirm=False) as server:
-            session = new_session(AvatarController(sample_rate=SR), server.url, handshake_timeout=0.3)
+            session = new_session(AvatarController(sample_rate=SR, **PLAIN), server.url, handshake_timeout=0.3)
             loop = asyncio.get_running_loop()
             t0 = loop.time()
             with pytest.raises(HandshakeTimeout, match="ServerConfirmSession"):
@@ -562,7 +563,7 @@ def test_handshake_timeout_fires():
 def test_close_codes_become_named_errors(code, error):
     async def main():
         async with ScriptedServer(close_after_confirm=(code, "reason text")) as server:
-            session = new_session(AvatarController(sample_rate=SR), server.url)
+            session = new_session(AvatarController(sample_rate=SR, **PLAIN), server.url)
             await session.start()
             await until(lambda: session.state is ConnectionState.FAILED)
             assert type(session.error) is error
@@ -579,7 +580,7 @@ def test_start_again_after_a_retryable_failure():
     async def main():
         async with ScriptedServer(close_after_confirm=(4503, "busy"), close_first_only=True) as server:
             states = []
-            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS))
+            ctrl = Recorder(AvatarController(sample_rate=SR, fps=FPS, **PLAIN))
             session = new_session(ctrl, server.url, on_connection_state=lambda s, e: states.append(s))
             await session.start()
             await until(lambda: session.state is ConnectionState.FAILED)
@@ -604,16 +605,16 @@ def test_start_again_after_a_retryable_failure():
 
 def test_refused_connection_and_misuse():
     async def main():
-        session = new_session(AvatarController(sample_rate=SR), "ws://127.0.0.1:9")
+        session = new_session(AvatarController(sample_rate=SR, **PLAIN), "ws://127.0.0.1:9")
         with pytest.raises(ClosedError, match="start"):
             await session.send(b"\0\0")
         with pytest.raises(ConnectionFailed, match="cannot connect"):
             await session.start()
         assert session.state is ConnectionState.FAILED
         with pytest.raises(ValueError, match="ingress"):
-            new_session(AvatarController(sample_rate=SR), "ftp://x")
+            new_session(AvatarController(sample_rate=SR, **PLAIN), "ftp://x")
         with pytest.raises(ValueError, match="session_token"):
-            new_session(AvatarController(sample_rate=SR), "ws://x", session_token="")
+            new_session(AvatarController(sample_rate=SR, **PLAIN), "ws://x", session_token="")
 
     run(main())
 
@@ -672,7 +673,7 @@ def test_plain_close_by_the_server_is_disconnected_without_error():
         async with ScriptedServer(close_after_confirm=(1000, "bye")) as server:
             states = []
             session = new_session(
-                AvatarController(sample_rate=SR), server.url, on_connection_state=lambda s, e: states.append((s, e))
+                AvatarController(sample_rate=SR, **PLAIN), server.url, on_connection_state=lambda s, e: states.append((s, e))
             )
             await session.start()
             await until(lambda: session.state is ConnectionState.DISCONNECTED)

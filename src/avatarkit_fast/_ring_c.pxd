@@ -57,6 +57,11 @@ cdef class KeyframeStore:
     cdef readonly unsigned long long epoch
     cdef object _arr
     cdef float _idle[120]
+    cdef object _idle_arr  # the looped idle table (k, 120), a private copy
+    cdef const float* _idle_tab
+    cdef Py_ssize_t _idle_rows
+    cdef float _snap[120]  # the pose a transition to the idle starts from
+    cdef float _scratch[360]
 
     cdef int _set_array(self, object arr) except -1
     cdef float* _out_ptr(self, object out) except NULL
@@ -71,6 +76,13 @@ cdef class KeyframeStore:
     cpdef copy_into(self, object out, long long index)
     cpdef blend_into(self, object out, long long index, float t)
     cpdef idle_into(self, object out)
+    cdef int _set_idle_table(self, object arr) except -1
+    cdef void _compose(self, float* dst, long long index, float t, long long idle_index,
+                       float idle_t, float w_out, float w_in) noexcept
+    cpdef compose_into(self, object out, long long index, float t, long long idle_index,
+                       float idle_t, float w_out, float w_in)
+    cpdef snapshot(self, long long index, float t, long long idle_index,
+                   float idle_t, float w_out, float w_in)
 
     # For the batched tick (_group_c), which prefetches the keyframe a frame
     # copy will read: keyframe ``index`` (the last held one past the end),

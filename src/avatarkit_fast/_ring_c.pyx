@@ -422,6 +422,9 @@ cdef class KeyframeStore:
         self.total = 0
         memset(self._idle, 0, sizeof(self._idle))
         self.epoch = 0
+        self._idle_arr = None
+        self._set_idle_table(np.zeros((1, _KF), dtype=np.float32))
+        memset(self._snap, 0, sizeof(self._snap))
 
     def __dealloc__(self):
         self._release_out()
@@ -585,10 +588,88 @@ cdef class KeyframeStore:
         memcpy(dst, self._idle, _KF * sizeof(float))
 
     def set_idle(self, frame):
+        """The idle pose: one frame (an idle table of one row)."""
         cdef float[::1] mv
         arr = np.ascontiguousarray(np.asarray(frame, dtype=np.float32).reshape(-1))
         if arr.shape != (KEYFRAME_FLOATS,):
             raise ValueError(f"idle frame must hold {KEYFRAME_FLOATS} floats, got {arr.size}")
         mv = arr
         memcpy(self._idle, &mv[0], _KF * sizeof(float))
+        self._set_idle_table(arr.reshape(1, _KF).copy())
 
+    def set_idle_table(self, frames):
+        """The idle motion: ``(k, 120)`` keyframes looped at the keyframe rate
+        (a private copy is kept); its first row becomes the idle frame."""
+        arr = np.array(frames, dtype=np.float32, order="C", copy=True)
+        if arr.ndim != 2 or arr.shape[1] != KEYFRAME_FLOATS or arr.shape[0] < 1:
+            raise ValueError(f"expected (k >= 1, {KEYFRAME_FLOATS}) idle keyframes, got shape {arr.shape}")
+        self._set_idle_table(arr)
+        memcpy(self._idle, self._idle_tab, _KF * sizeof(float))
+
+    cdef int _set_idle_table(self, object arr) except -1:
+        cdef float[:, ::1] mv = arr
+        self._idle_arr = arr
+        self._idle_rows = mv.shape[0]
+        self._idle_tab = &mv[0, 0]
+        return 0
+
+    @property
+    def idle_rows(self):
+        """Rows of the looped idle table."""
+        return self._idle_rows
+
+    cdef void _compose(self, float* dst, long long index, float t, long long idle_index,
+                       float idle_t, float w_out, float w_in) noexcept:
+        # Each step is one float32 lerp, rounded as the twin's numpy steps.
+        cdef long long i0 = idle_index % self._idle_rows
+        cdef const float* idle = self._idle_tab + i0 * _KF
+        cdef const float* bg
+        cdef const float* fg
+        cdef long long row
+        if idle_t != 0:
+            akf_blend(self._scratch, idle, self._idle_tab + ((i0 + 1) % self._idle_rows) * _KF,
+                      idle_t, _KF)
+            idle = self._scratch
+        if w_out >= 1:
+            bg = idle
+        else:
+            akf_blend(self._scratch + _KF, self._snap, idle, w_out, _KF)
+            bg = self._scratch + _KF
+        if w_in <= 0 or self._count <= 0:
+            if dst != bg:
+                memcpy(dst, bg, _KF * sizeof(float))
+            return
+        row = index - self._first
+        if row < 0:
+            row = 0
+        if row >= self._count - 1:
+            row = self._count - 1
+            t = 0
+        fg = self._data + (self._start + row) * _KF
+        if t != 0:
+            akf_blend(self._scratch + 2 * _KF, fg, fg + _KF, t, _KF)
+            fg = self._scratch + 2 * _KF
+        if w_in >= 1:
+            memcpy(dst, fg, _KF * sizeof(float))
+        else:
+            akf_blend(dst, bg, fg, w_in, _KF)
+
+    cpdef compose_into(self, object out, long long index, float t, long long idle_index,
+                       float idle_t, float w_out, float w_in):
+        """The presented frame into ``out``: the background ``lerp(snapshot,
+        idle, w_out)`` (the idle row ``idle_index`` of the looped table,
+        blended with the next at ``idle_t``), then ``lerp(background,
+        keyframe, w_in)`` with the keyframe ``index`` blended with the next at
+        ``t`` (clamped to the keyframes held; none held: the background)."""
+        cdef float* dst = self._out_ptr(out)
+        self._compose(dst, index, t, idle_index, idle_t, w_out, w_in)
+
+    cpdef snapshot(self, long long index, float t, long long idle_index,
+                   float idle_t, float w_out, float w_in):
+        """The same frame as :meth:`compose_into`, kept as the snapshot (the
+        pose a transition to the idle starts from)."""
+        self._compose(self._snap, index, t, idle_index, idle_t, w_out, w_in)
+
+    def snapshot_frame(self):
+        """A copy of the snapshot (120 float32)."""
+        return np.array(<float[:_KF]>self._snap, dtype=np.float32)

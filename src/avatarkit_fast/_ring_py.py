@@ -247,6 +247,9 @@ class KeyframeStore:
         self._pending = 0
         self._first = 0
         self._idle = np.zeros(KEYFRAME_FLOATS, dtype=np.float32)
+        self._idle_tab = np.zeros((1, KEYFRAME_FLOATS), dtype=np.float32)
+        self._snap = np.zeros(KEYFRAME_FLOATS, dtype=np.float32)
+        self._scratch = np.zeros((3, KEYFRAME_FLOATS), dtype=np.float32)
         self.epoch = 0
         self._out_obj = None
         self._out_arr = None
@@ -390,10 +393,85 @@ class KeyframeStore:
         dst[:] = self._idle
 
     def set_idle(self, frame) -> None:
+        """The idle pose: one frame (an idle table of one row)."""
         arr = np.asarray(frame, dtype=np.float32).reshape(-1)
         if arr.shape != (KEYFRAME_FLOATS,):
             raise ValueError(f"idle frame must hold {KEYFRAME_FLOATS} floats, got {arr.size}")
         self._idle[:] = arr
+        self._idle_tab = arr.reshape(1, KEYFRAME_FLOATS).copy()
+
+    def set_idle_table(self, frames) -> None:
+        """The idle motion: ``(k, 120)`` keyframes looped at the keyframe rate
+        (a private copy is kept); its first row becomes the idle frame."""
+        arr = np.array(frames, dtype=np.float32, order="C", copy=True)
+        if arr.ndim != 2 or arr.shape[1] != KEYFRAME_FLOATS or arr.shape[0] < 1:
+            raise ValueError(f"expected (k >= 1, {KEYFRAME_FLOATS}) idle keyframes, got shape {arr.shape}")
+        self._idle_tab = arr
+        self._idle[:] = arr[0]
+
+    @property
+    def idle_rows(self) -> int:
+        """Rows of the looped idle table."""
+        return len(self._idle_tab)
+
+    @staticmethod
+    def _lerp(dst, a, b, t) -> None:
+        # a + (b - a) * t in float32, one rounding per step (as the twin)
+        np.subtract(b, a, out=dst)
+        dst *= np.float32(t)
+        dst += a
+
+    def _compose(self, dst, index: int, t: float, idle_index: int, idle_t: float,
+                 w_out: float, w_in: float) -> None:
+        tab = self._idle_tab
+        rows = len(tab)
+        i0 = idle_index % rows
+        idle = tab[i0]
+        scratch = self._scratch
+        if np.float32(idle_t) != 0:
+            self._lerp(scratch[0], idle, tab[(i0 + 1) % rows], idle_t)
+            idle = scratch[0]
+        if np.float32(w_out) >= 1:
+            bg = idle
+        else:
+            self._lerp(scratch[1], self._snap, idle, w_out)
+            bg = scratch[1]
+        if np.float32(w_in) <= 0 or self._count <= 0:
+            dst[:] = bg
+            return
+        row = index - self._first
+        if row < 0:
+            row = 0
+        if row >= self._count - 1:
+            row = self._count - 1
+            t = 0.0
+        fg = self._arr[self._start + row]
+        if np.float32(t) != 0:
+            self._lerp(scratch[2], fg, self._arr[self._start + row + 1], t)
+            fg = scratch[2]
+        if np.float32(w_in) >= 1:
+            dst[:] = fg
+        else:
+            self._lerp(dst, bg, fg, w_in)
+
+    def compose_into(self, out, index: int, t: float, idle_index: int, idle_t: float,
+                     w_out: float, w_in: float) -> None:
+        """The presented frame into ``out``: the background ``lerp(snapshot,
+        idle, w_out)`` (the idle row ``idle_index`` of the looped table,
+        blended with the next at ``idle_t``), then ``lerp(background,
+        keyframe, w_in)`` with the keyframe ``index`` blended with the next at
+        ``t`` (clamped to the keyframes held; none held: the background)."""
+        self._compose(self._frame_view(out), index, t, idle_index, idle_t, w_out, w_in)
+
+    def snapshot(self, index: int, t: float, idle_index: int, idle_t: float,
+                 w_out: float, w_in: float) -> None:
+        """The same frame as :meth:`compose_into`, kept as the snapshot (the
+        pose a transition to the idle starts from)."""
+        self._compose(self._snap, index, t, idle_index, idle_t, w_out, w_in)
+
+    def snapshot_frame(self) -> np.ndarray:
+        """A copy of the snapshot (120 float32)."""
+        return self._snap.copy()
 
 
 def _frame_view(out) -> np.ndarray:

@@ -1,6 +1,8 @@
 # C types for _sync_py.py compiled as _sync_c (the same source; _sync_c.py links to it).
 cimport cython
 from cpython.ref cimport PyObject
+
+cdef double _smooth(double x) noexcept
 from avatarkit_fast._ring_c cimport KeyframeStore, PcmRing
 
 
@@ -44,6 +46,14 @@ cdef class SyncEngine:
     cdef readonly long long interrupts
     cdef readonly long long server_errors
     cdef object _convert  # the controller's input conversion (Pcm16Input)
+    # presentation (the idle clock and the transitions)
+    cdef readonly long long ticks  # samples read, silence included, ever
+    cdef readonly long long transition_in_samples
+    cdef readonly long long transition_out_samples
+    cdef readonly int anim_state
+    cdef long long _in_from
+    cdef long long _end_at
+    cdef bint _anim_events
 
     cpdef check_open(self)
     cdef _raise_not_open(self)
@@ -58,10 +68,23 @@ cdef class SyncEngine:
     cpdef Py_ssize_t read_audio_into(self, object buf) except -1
     @cython.locals(total=cython.longlong, pos=cython.longlong, idx=cython.longlong, rem=cython.longlong)
     cpdef current_frame_into(self, object buf)
+    cpdef frame_at_into(self, object buf, long long back)
+    @cython.locals(back=cython.longlong)
+    cpdef frame_at_read_into(self, object buf, long long position)
+    @cython.locals(sr=cython.longlong, ticks=cython.longlong, ipos=cython.longlong, iidx=cython.longlong,
+                   it=cython.double, w_out=cython.double, tout=cython.longlong, since=cython.longlong,
+                   w_in=cython.double, idx=cython.longlong, t=cython.double, p=cython.longlong,
+                   tin=cython.longlong, pos=cython.longlong)
+    cdef _compose(self, object buf, long long back, bint snap)
+    @cython.locals(old=int)
+    cdef int _begin_out(self) except -1
+    cdef _anim_changed(self, int old)
+    cdef _check_out(self)
+    cdef _set_anim(self, int state)
     @cython.locals(b=cython.longlong)
     cpdef Py_ssize_t buffered_frames(self) except -1
     cdef _reset(self)
-    @cython.locals(was_stalled=bint, old_state=int)
+    @cython.locals(was_stalled=bint, old_state=int, old_anim=int)
     cdef _stop(self, bint notify)
     cdef _emit(self, int kind, object arg)
     cdef _deliver(self)

@@ -44,7 +44,7 @@ not open: every call raises :class:`ClosedError` saying so.
 
 from __future__ import annotations
 
-from .errors import ClosedError
+from .errors import BufferFull, ClosedError
 
 __all__ = [
     "SyncEngine",
@@ -54,6 +54,11 @@ __all__ = [
     "EV_STATE",
     "EV_STALL",
     "EV_FIRST_FRAME",
+    "EV_ANIMATION",
+    "ANIM_IDLE",
+    "ANIM_TRANSITION_IN",
+    "ANIM_SPEAKING",
+    "ANIM_TRANSITION_OUT",
 ]
 
 IDLE = 0
@@ -63,6 +68,13 @@ PAUSED = 2
 EV_STATE = 1  # arg: new state (int)
 EV_STALL = 2  # arg: True when a stall begins, False when it ends
 EV_FIRST_FRAME = 3  # arg: the conversation id; its first keyframe is current
+EV_ANIMATION = 4  # arg: the new animation state (ANIM_*)
+
+# What the picture shows (the animation state), apart from the audio.
+ANIM_IDLE = 0
+ANIM_TRANSITION_IN = 1
+ANIM_SPEAKING = 2
+ANIM_TRANSITION_OUT = 3
 
 _NOT_INITIALISED = "SyncEngine used before __init__: it is not open"
 
@@ -91,6 +103,9 @@ class SyncEngine:
         notify,
         fallback=None,
         convert=None,
+        transition_in_samples=0,
+        transition_out_samples=0,
+        animation_events=False,
     ) -> None:
         if pcm is None or frames is None:
             raise TypeError("a SyncEngine needs a PcmRing and a KeyframeStore, got None")
@@ -98,6 +113,8 @@ class SyncEngine:
             raise ValueError("sample_rate and fps must be positive")
         if max_wait_samples < 0:
             raise ValueError("max_wait_samples must be >= 0")
+        if transition_in_samples < 0 or transition_out_samples < 0:
+            raise ValueError("transition lengths must be >= 0 samples")
         self._events = []
         self._draining = False
         self._pcm = pcm
@@ -129,6 +146,14 @@ class SyncEngine:
         self.conversations = 0
         self.interrupts = 0
         self.server_errors = 0
+        # presentation: the idle clock, the transitions
+        self.ticks = 0
+        self.transition_in_samples = transition_in_samples
+        self.transition_out_samples = transition_out_samples
+        self.anim_state = ANIM_IDLE
+        self._anim_events = bool(animation_events)  # EV_ANIMATION queued only if asked
+        self._in_from = 0
+        self._end_at = -transition_out_samples  # the idle is reached
         self._open = True
 
     # -- producer side -------------------------------------------------
@@ -161,8 +186,10 @@ class SyncEngine:
         self.check_open()
         was_stalled = self.stalled
         old_state = self.state
+        old_anim = self.anim_state
         if self.active:
             self.interrupts += 1
+            old_anim = self._begin_out()
         self._reset()
         self.active = True
         self.conversation_id = conversation_id
@@ -175,6 +202,7 @@ class SyncEngine:
             self._emit(EV_STALL, False)
         if old_state != IDLE:
             self._emit(EV_STATE, IDLE)
+        self._anim_changed(old_anim)
         self._emit(EV_STATE, PLAYING)
         try:
             if data is not None:  # (the controller checked it: it fits)
@@ -231,7 +259,14 @@ class SyncEngine:
     def reserve_frames(self, n: int) -> None:
         """Room for ``n`` more pending keyframes; played ones may be dropped."""
         self.check_open()
-        self._kf.reserve(n, self.played * self.fps // self.sample_rate)
+        # A second of keyframes behind the audio position stays held where
+        # the cap allows: the frame heard through a sound card's latency
+        # (frame_at_into) is older than the current one.
+        back = self.played - self.sample_rate
+        try:
+            self._kf.reserve(n, (back if back > 0 else 0) * self.fps // self.sample_rate)
+        except BufferFull:
+            self._kf.reserve(n, self.played * self.fps // self.sample_rate)
 
     def commit_frames(self, epoch, end):
         """Publish the pending keyframes decoded under ``epoch``; returns how
@@ -259,8 +294,11 @@ class SyncEngine:
         """The current conversation has no animation: its audio plays whole
         with the idle frame, and later animation for it is ignored."""
         self.check_open()
-        if self.active:
+        if self.active and not self.audio_only:
+            self._anim_changed(self._begin_out())
             self.audio_only = True
+            if self._events:
+                self._deliver()
 
     def drop_stale(self, frames: int) -> None:
         self.frames_dropped_stale += frames
@@ -280,6 +318,13 @@ class SyncEngine:
         self._stop(True)
         self._deliver()
         return True
+
+    def clear(self) -> bool:
+        """Drop everything buffered (audio and keyframes of the conversation
+        in progress, its end included) and return to the idle, through the
+        transition out; True if a conversation was in progress.  As
+        :meth:`interrupt`, counted as one; with none in progress, nothing."""
+        return self.interrupt()
 
     def pause(self) -> None:
         self.check_open()
@@ -319,6 +364,11 @@ class SyncEngine:
             self._raise_not_open()
         if not self.active or self.paused:
             self._pcm.read_into(buf, 0)
+            self.ticks += self._pcm.last_request
+            if self.anim_state == ANIM_TRANSITION_OUT:
+                self._check_out()
+                if self._events:
+                    self._deliver()
             return 0
         if not self.started:
             if (
@@ -331,6 +381,11 @@ class SyncEngine:
             else:
                 self._pcm.read_into(buf, 0)
                 self.waited += self._pcm.last_request
+                self.ticks += self._pcm.last_request
+                if self.anim_state == ANIM_TRANSITION_OUT:
+                    self._check_out()
+                    if self._events:
+                        self._deliver()
                 return 0
         limit = 1 << 62  # no limit
         if self.strict_sync and not self.audio_only and not self.anim_ended:
@@ -341,6 +396,7 @@ class SyncEngine:
                 limit = (total * self.sample_rate + self.fps - 1) // self.fps - self.played
         k = self._pcm.read_into(buf, limit)
         n = self._pcm.last_request
+        self.ticks += n
         self.played += k
         self.samples_played += k
         unstall = False
@@ -363,6 +419,14 @@ class SyncEngine:
             first = True
         if first:
             self._emit(EV_FIRST_FRAME, self.conversation_id)
+            # the transition in counts the samples read from this read on
+            self._in_from = self.played - k
+            self._set_anim(ANIM_TRANSITION_IN if self.transition_in_samples > 0 else ANIM_SPEAKING)
+        if self.anim_state == ANIM_TRANSITION_IN:
+            if self.played - self._in_from >= self.transition_in_samples:
+                self._set_anim(ANIM_SPEAKING)
+        elif self.anim_state == ANIM_TRANSITION_OUT:
+            self._check_out()
         if unstall:
             self._emit(EV_STALL, False)
         if stall:
@@ -374,17 +438,18 @@ class SyncEngine:
         return k
 
     def current_frame_into(self, buf):
-        """Write the keyframe for the current audio position into ``buf``
-        (float32, 120): ``floor(played * fps / sample_rate)``, blended with the
-        next at the fractional part when ``linear``; the last keyframe while
-        animation is late; the idle frame while the conversation has no
-        keyframe (none yet, audio-only) and outside a conversation."""
+        """Write the frame for the current audio position into ``buf``
+        (float32, 120).  Speaking: keyframe ``floor(played * fps /
+        sample_rate)``, blended with the next at the fractional part when
+        ``linear``; the last keyframe while animation is late.  Otherwise the
+        idle (the looped idle table at the reads' position, silence included),
+        the transitions blending between the two (see :meth:`frame_at_into`)."""
         if not self._open:
             self._raise_not_open()
-        total = self._kf.total
-        if total == 0 or self.audio_only:
-            self._kf.idle_into(buf)
+        if self.anim_state != ANIM_SPEAKING:
+            self._compose(buf, 0, False)
             return
+        total = self._kf.total
         pos = self.played * self.fps
         idx = pos // self.sample_rate
         if idx >= total:
@@ -396,6 +461,108 @@ class SyncEngine:
             self._kf.blend_into(buf, idx, 1.0 * rem / self.sample_rate)
         else:
             self._kf.copy_into(buf, idx)
+
+    def frame_at_into(self, buf, back):
+        """The frame :meth:`current_frame_into` gave ``back`` samples of reads
+        ago (``back >= 0``): what a listener hears now through an output
+        latency of ``back`` samples.  The idle and the transition out go back
+        ``back`` reads (not before the transition out began: its first pose,
+        the last frame of the conversation, holds); the conversation's
+        keyframe and transition in go back ``back`` samples of its audio (not
+        before its start: the pose it began from holds).  Exact while the
+        audio flowed over those reads; over a stall or a pause inside them the
+        keyframe is that much later."""
+        if not self._open:
+            self._raise_not_open()
+        if back < 0:
+            raise ValueError(f"back must be >= 0 samples, got {back}")
+        self._compose(buf, back, False)
+
+    def frame_at_read_into(self, buf, position):
+        """:meth:`frame_at_into` at the absolute read position ``position``
+        (samples read since construction, silence included, as
+        :attr:`ticks`): one call, so a read on another thread cannot slip
+        between the position and the frame."""
+        if not self._open:
+            self._raise_not_open()
+        back = self.ticks - position
+        self._compose(buf, back if back > 0 else 0, False)
+
+    # -- presentation internals --------------------------------------------
+
+    def _compose(self, buf, back, snap):
+        # The picture, a pure function of the counters: the background (the
+        # snapshot blending to the idle over the transition out, by reads)
+        # under the keyframe stream (blending in over the transition in, by
+        # conversation samples).  snap: into the snapshot instead of buf.
+        sr = self.sample_rate
+        ticks = self.ticks - back
+        if ticks < 0:
+            ticks = 0
+        ipos = ticks * self.fps
+        iidx = ipos // sr
+        it = 0.0
+        if self.linear:
+            it = 1.0 * (ipos - iidx * sr) / sr
+        w_out = 1.0
+        tout = self.transition_out_samples
+        if tout > 0:
+            since = ticks - self._end_at
+            if since < tout:
+                w_out = _smooth(1.0 * (since if since > 0 else 0) / tout)
+        w_in = 0.0
+        idx = -1
+        t = 0.0
+        if self.active and not self.audio_only and self._kf.total > 0:
+            p = self.played - back
+            if p < 0:
+                p = 0
+            tin = self.transition_in_samples
+            if tin == 0:
+                w_in = 1.0
+            elif self._first_sent:
+                since = p - self._in_from
+                if since >= tin:
+                    w_in = 1.0
+                elif since > 0:
+                    w_in = _smooth(1.0 * since / tin)
+            if w_in > 0:
+                pos = p * self.fps
+                idx = pos // sr
+                if self.linear:
+                    t = 1.0 * (pos - idx * sr) / sr
+        if snap:
+            self._kf.snapshot(idx, t, iidx, it, w_out, w_in)
+        else:
+            self._kf.compose_into(buf, idx, t, iidx, it, w_out, w_in)
+
+    def _begin_out(self):
+        # The conversation stops showing: when its keyframes were showing, the
+        # frame shown now becomes the snapshot the transition out starts from.
+        # Returns the animation state before (the caller emits the change
+        # after the conversation's own events).
+        old = self.anim_state
+        if old == ANIM_TRANSITION_IN or old == ANIM_SPEAKING or (
+            self.transition_in_samples == 0 and not self.audio_only and self._kf.total > 0
+        ):
+            self._compose(None, 0, True)
+            self._end_at = self.ticks
+            self.anim_state = ANIM_TRANSITION_OUT if self.transition_out_samples > 0 else ANIM_IDLE
+        return old
+
+    def _anim_changed(self, old):
+        if self.anim_state != old and self._anim_events:
+            self._emit(EV_ANIMATION, self.anim_state)
+
+    def _check_out(self):
+        if self.ticks - self._end_at >= self.transition_out_samples:
+            self._set_anim(ANIM_IDLE)
+
+    def _set_anim(self, state):
+        if state != self.anim_state:
+            self.anim_state = state
+            if self._anim_events:
+                self._emit(EV_ANIMATION, state)
 
     # -- queries --------------------------------------------------------
 
@@ -454,6 +621,9 @@ class SyncEngine:
     def _stop(self, notify):
         was_stalled = self.stalled
         old_state = self.state
+        old_anim = self.anim_state
+        if notify and self.active:
+            old_anim = self._begin_out()
         self._reset()
         self.state = IDLE
         if notify:
@@ -461,6 +631,7 @@ class SyncEngine:
                 self._emit(EV_STALL, False)
             if old_state != IDLE:
                 self._emit(EV_STATE, IDLE)
+            self._anim_changed(old_anim)
 
     def _emit(self, kind, arg):
         # Queued only: delivered by _deliver once the call's state is settled.
@@ -488,12 +659,17 @@ def _not_open_by_default():
     # type refuses new class attributes: nothing to do there.)
     defaults = {"_open": False, "closed": False, "active": False, "audio_ended": False,
                 "_pcm": None, "_kf": None, "sample_rate": 0, "frames_dropped_stale": 0,
-                "frames_ignored": 0, "server_errors": 0, "_convert": None}
+                "frames_ignored": 0, "server_errors": 0, "_convert": None, "anim_state": 0}
     try:
         for name, value in defaults.items():
             setattr(SyncEngine, name, value)
     except (AttributeError, TypeError):
         pass
+
+
+def _smooth(x):
+    """Smoothstep: 0 at 0, 1 at 1, first derivative 0 at both ends."""
+    return x * x * (3.0 - 2.0 * x)
 
 
 _not_open_by_default()

@@ -43,6 +43,21 @@ Choices where the product description is silent:
   :class:`~avatarkit_fast.errors.ClosedError`, except ``close()`` itself (a no-op,
   as for files) and ``get_current_conversation_id()`` (None); the ``state``,
   ``closed`` and ``stats`` properties stay readable.
+* What the picture shows (``on_animation_state``, :class:`AnimationState`):
+  the idle between conversations (``idle="breathing"``, the default, a seeded
+  procedural loop; ``idle=None`` the static ``idle_frame``; or the caller's
+  keyframes looped), a blend in over ``transition_in`` seconds of the
+  conversation's audio from its first keyframe on, the keyframe stream, and
+  a blend out over ``transition_out`` seconds of reads (silence included)
+  from the last frame shown back to the idle.  Smoothstep weights; every
+  float of the keyframe blends linearly (poses as axis-angle vectors: at
+  the small angles between an idle and a speaking pose this is the rotation
+  path to within a fraction of a degree, and it keeps the two engines
+  bit-identical).  The idle advances with every sample read, silence and
+  pauses included, so a conversation starts from wherever the idle is and
+  returns to where it has gone meanwhile.  An audio-only conversation shows
+  the idle (its state stays ``IDLE``).  See docs/controller.md, "What a
+  viewer sees at each moment".
 * The last buffers passed to ``read_audio_into`` / ``current_frame_into`` stay
   exported (compiled engine) until other buffers are passed or ``close()``: the
   per-tick cost is then a pointer compare.  Such a buffer cannot be resized
@@ -54,6 +69,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import operator
 import threading
 from typing import Any, Callable, Optional
 
@@ -70,6 +86,7 @@ from .errors import AvatarKitError, BufferFull, ClosedError, DecodeError, Server
 __all__ = [
     "AvatarController",
     "ConversationState",
+    "AnimationState",
     "ControllerStats",
     "SAMPLE_RATES",
     "SYNC_MODES",
@@ -87,6 +104,7 @@ INTERPOLATIONS = ("none", "linear")
 _EV_STATE = 1
 _EV_STALL = 2
 _EV_FIRST_FRAME = 3
+_EV_ANIMATION = 4
 
 
 class ConversationState(enum.IntEnum):
@@ -95,6 +113,16 @@ class ConversationState(enum.IntEnum):
     IDLE = 0
     PLAYING = 1
     PAUSED = 2
+
+
+class AnimationState(enum.IntEnum):
+    """What the picture shows: the idle, the blend into a conversation's
+    keyframes, the keyframes, the blend back to the idle."""
+
+    IDLE = 0
+    TRANSITION_IN = 1
+    SPEAKING = 2
+    TRANSITION_OUT = 3
 
 
 class ControllerStats(dict):
@@ -182,6 +210,15 @@ class AvatarController:
     :meth:`yield_audio_data`) or ``"ogg_opus"`` (Ogg Opus bytes, decoded
     streaming to ``sample_rate``; needs the ``opus`` extra).  The sync rule
     stays ``floor(s * fps / sample_rate)`` on the samples played.
+    ``idle_frame``: the 120 floats of the neutral pose (zeros), the idle's
+    base.  ``transition_in`` / ``transition_out``: seconds of the blend from
+    the pose showing into a conversation's keyframes (counted in its audio
+    samples read from its first keyframe on) and from the last frame shown
+    back to the idle (counted in samples read, silence included); 0 cuts.
+    ``idle``: ``"breathing"`` (a procedural loop, see
+    :mod:`avatarkit_fast.idle`, seeded by ``seed``), None (``idle_frame``
+    still) or ``(k, 120)`` keyframes played in a loop at ``fps``.
+    ``on_animation_state(AnimationState)``: the picture's state changes.
 
     Thread safety: one producer thread (``yield_*``) and one consumer thread
     (``read_audio*``, ``current_frame*``) may call at once; ``interrupt``, ``pause``,
@@ -209,6 +246,11 @@ class AvatarController:
         _impl: Optional[str] = None,
         input_sample_rate: Optional[int] = None,
         input_format: str = "pcm_s16le",
+        transition_in: float = 0.2,
+        transition_out: float = 0.8,
+        idle: Any = "breathing",
+        seed: int = 0,
+        on_animation_state: Optional[Callable[["AnimationState"], Any]] = None,
     ) -> None:
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
             raise TypeError(f"sample_rate must be an int, got {type(sample_rate).__name__}")
@@ -224,13 +266,20 @@ class AvatarController:
             raise ValueError(f"sync_mode must be one of {SYNC_MODES}, got {sync_mode!r}")
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
-        for name, value in (("max_frame_wait", max_frame_wait), ("max_buffer_seconds", max_buffer_seconds)):
+        for name, value in (("max_frame_wait", max_frame_wait), ("max_buffer_seconds", max_buffer_seconds),
+                            ("transition_in", transition_in), ("transition_out", transition_out)):
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
                 raise TypeError(f"{name} must be a number, got {type(value).__name__}")
         if not (max_frame_wait >= 0 and math.isfinite(max_frame_wait)):
             raise ValueError(f"max_frame_wait must be a finite number >= 0, got {max_frame_wait}")
         if not (max_buffer_seconds > 0 and math.isfinite(max_buffer_seconds)):
             raise ValueError(f"max_buffer_seconds must be a finite number > 0, got {max_buffer_seconds}")
+        for name, value in (("transition_in", transition_in), ("transition_out", transition_out)):
+            if not (0 <= value <= 60):
+                raise ValueError(f"{name} must be in 0..60 seconds, got {value}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        idle_table = self._idle_table(idle, idle_frame, int(seed), int(fps))
 
         if input_sample_rate is not None:
             _check_input_rate(input_sample_rate)
@@ -248,6 +297,7 @@ class AvatarController:
         self._on_error = _check_callback("on_error", on_error)
         self._on_first_frame = _check_callback("on_first_frame", on_first_frame)
         self._on_stall = _check_callback("on_playback_stall", on_playback_stall)
+        self._on_animation = _check_callback("on_animation_state", on_animation_state)
 
         self.sample_rate = int(sample_rate)
         self.fps = int(fps)
@@ -255,6 +305,10 @@ class AvatarController:
         self.interpolation = interpolation
         self.max_frame_wait = float(max_frame_wait)
         self.max_buffer_seconds = float(max_buffer_seconds)
+        self.transition_in = float(transition_in)
+        self.transition_out = float(transition_out)
+        self.idle = "breathing" if isinstance(idle, str) else ("frame" if idle is None else "frames")
+        self.seed = int(seed)
 
         # What turns the audio given into s16le PCM at sample_rate: the
         # conversion of arrays (in the engine's yield), and a streaming stage
@@ -267,6 +321,7 @@ class AvatarController:
         self._frames = ring_mod.KeyframeStore(int(math.ceil(max_buffer_seconds * fps)) + 2)
         if idle_frame is not None:
             self._frames.set_idle(idle_frame)
+        self._frames.set_idle_table(idle_table)
         self._engine = sync_mod.SyncEngine(
             self._pcm,
             self._frames,
@@ -278,6 +333,9 @@ class AvatarController:
             self._notify,
             self._yield_new,
             self._input,
+            int(round(transition_in * sample_rate)),
+            int(round(transition_out * sample_rate)),
+            on_animation_state is not None,
         )
         self.input_format = input_format
         self.input_sample_rate = self.sample_rate if input_sample_rate is None else int(input_sample_rate)
@@ -299,9 +357,36 @@ class AvatarController:
             # to _yield_new).
             self.read_audio_into = self._engine.read_audio_into  # type: ignore[method-assign]
             self.current_frame_into = self._engine.current_frame_into  # type: ignore[method-assign]
+            self.frame_at_into = self._engine.frame_at_into  # type: ignore[method-assign]
+            self.frame_at_read_into = self._engine.frame_at_read_into  # type: ignore[method-assign]
             if self._stage is None:
                 # bytes stay two C calls; arrays are converted in the engine too
                 self.yield_audio_data = self._engine.yield_audio  # type: ignore[method-assign]
+
+    @staticmethod
+    def _idle_table(idle: Any, idle_frame: Any, seed: int, fps: int) -> np.ndarray:
+        base = None
+        if idle_frame is not None:
+            base = np.asarray(idle_frame, dtype=np.float32).reshape(-1)
+            if base.shape != (KEYFRAME_FLOATS,):
+                raise ValueError(f"idle frame must hold {KEYFRAME_FLOATS} floats, got {base.size}")
+        if isinstance(idle, str):
+            if idle != "breathing":
+                raise ValueError(f"idle must be 'breathing', None or (k, 120) keyframes, got {idle!r}")
+            from .idle import breathing
+
+            return breathing(seed, fps, base)
+        if idle is None:
+            return (base if base is not None else np.zeros(KEYFRAME_FLOATS, np.float32)).reshape(1, -1)
+        try:
+            arr = np.asarray(idle, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise TypeError(f"idle must be 'breathing', None or (k, 120) keyframes, got {type(idle).__name__}") from None
+        if arr.ndim != 2 or arr.shape[1] != KEYFRAME_FLOATS or arr.shape[0] < 1:
+            raise ValueError(f"idle keyframes must have shape (k >= 1, {KEYFRAME_FLOATS}), got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError("idle keyframes must be finite")
+        return arr
 
     # -- producer side ---------------------------------------------------------
 
@@ -533,6 +618,16 @@ class AvatarController:
             if self._stage is not None:
                 self._stage.reset()
 
+    def clear(self) -> None:
+        """Drop everything buffered (the audio and keyframes of the
+        conversation in progress, and anything still arriving for it) and
+        return to the idle through the transition out, as the Web SDK's
+        ``clear``.  The controller holds one conversation at a time, so this
+        is :meth:`interrupt` (counted as one); with nothing in progress it
+        does nothing."""
+        with self._lock:
+            self._engine.clear()
+
     def pause(self) -> None:
         """Reads return silence and the clock stands until :meth:`resume`."""
         with self._lock:
@@ -572,6 +667,25 @@ class AvatarController:
         writable C-contiguous float32 buffer of 120 items)."""
         with self._lock:
             self._engine.current_frame_into(buf)
+
+    def frame_at_into(self, buf: Any, back: int) -> None:
+        """Write the frame :meth:`current_frame_into` gave ``back`` samples of
+        reads ago (``back >= 0``): the frame of the sample a listener hears
+        through an output latency of ``back`` samples (transitions and idle
+        included).  Clamped at conversation boundaries: before a
+        conversation's start the pose it started from, before a transition
+        out began the frame it began from (the conversation's last)."""
+        back = operator.index(back)  # (an int, as the compiled engine's C argument)
+        with self._lock:
+            self._engine.frame_at_into(buf, back)
+
+    def frame_at_read_into(self, buf: Any, position: int) -> None:
+        """:meth:`frame_at_into` at the absolute read position ``position``
+        (as :attr:`samples_read` counts), in one call: for a render thread
+        while another thread reads the audio."""
+        position = operator.index(position)
+        with self._lock:
+            self._engine.frame_at_read_into(buf, position)
 
     def read_audio(self, n: int) -> np.ndarray:
         """The next ``n`` samples as a new int16 array (see :meth:`read_audio_into`)."""
@@ -617,6 +731,16 @@ class AvatarController:
         return ConversationState(self._engine.state)
 
     @property
+    def animation_state(self) -> AnimationState:
+        """What the picture shows now (see :class:`AnimationState`)."""
+        return AnimationState(self._engine.anim_state)
+
+    @property
+    def samples_read(self) -> int:
+        """Samples read since construction, silence included (the idle's clock)."""
+        return int(self._engine.ticks)
+
+    @property
     def closed(self) -> bool:
         return bool(self._engine.closed)
 
@@ -660,6 +784,8 @@ class AvatarController:
             cb, args, name = self._on_state, (ConversationState(arg),), "on_conversation_state"
         elif kind == _EV_STALL:
             cb, args, name = self._on_stall, (bool(arg),), "on_playback_stall"
+        elif kind == _EV_ANIMATION:
+            cb, args, name = self._on_animation, (AnimationState(arg),), "on_animation_state"
         elif kind == _EV_FIRST_FRAME:
             # arg: the id of the conversation whose frame it was (delivery
             # comes after the read, which may have ended that conversation)

@@ -10,6 +10,18 @@
   reported from another thread, and the stream keeps playing silence.
 
 Both talk to the controller only through the :class:`Playout` protocol.
+
+What is shown with what is heard:
+
+- :class:`VirtualClock` pairs each tick's keyframe with the audio chunk that
+  plays during that video frame: a renderer or an RTC source that sends the
+  two together (an RTC track's video frame and audio frame of one timestamp)
+  is in sync by construction; the receiving side's jitter buffer keeps them
+  paired, so nothing here corrects for a latency.
+- :class:`SoundDevicePlayer` reads audio ahead of the speaker by the device's
+  output latency.  Its :meth:`~SoundDevicePlayer.current_frame_into` gives the
+  keyframe of the sample leaving the speaker now, from PortAudio's DAC time of
+  each block, extrapolated between callbacks on the monotonic clock.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from .errors import AudioDeviceError
 __all__ = [
     "AudioDeviceError",
     "OutputResampler",
+    "FrameRateInfo",
     "Playout",
     "SoundDevicePlayer",
     "Tick",
@@ -72,6 +85,23 @@ def _output_rate(rate: Any, default: int) -> int:
     if not MIN_RATE <= rate <= MAX_RATE:
         raise ValueError(f"output_sample_rate must be in {MIN_RATE}..{MAX_RATE} Hz, got {rate}")
     return int(rate)
+class FrameRateInfo(NamedTuple):
+    """How a render loop keeps up, over the last ``window`` seconds.
+
+    ``render_fps``: calls of ``current_frame_into`` per second;
+    ``interval_p95_ms`` / ``interval_p99_ms``: the 95th / 99th percentile of
+    the interval between them (ms; 0 with fewer than two calls);
+    ``underflows``: device underflows reported to the audio callback so far;
+    ``callbacks``: audio callbacks so far; ``latency``: the output latency
+    (seconds) the heard position accounts for."""
+
+    render_fps: float
+    interval_p95_ms: float
+    interval_p99_ms: float
+    underflows: int
+    callbacks: int
+    latency: float
+    window: float
 
 
 def _controller_rate(controller: Any, sample_rate: Optional[int]) -> int:
@@ -362,6 +392,9 @@ class SoundDevicePlayer:
         latency: Any = "low",
         on_error: Optional[Callable[[BaseException], Any]] = None,
         output_sample_rate: Optional[int] = None,
+        on_frame_rate_info: Optional[Callable[[FrameRateInfo], Any]] = None,
+        frame_rate_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ctrl = controller
         self.sample_rate = _controller_rate(controller, sample_rate)
@@ -380,6 +413,24 @@ class SoundDevicePlayer:
         self.callbacks = 0
         self.frames_played = 0
         self.underflows = 0
+        # The heard position: samples of reads = _offset + rate * clock(), the
+        # offset estimated at each callback from its DAC time (smoothed, see
+        # _callback); a render call never goes back (_last_pos).
+        if not (frame_rate_interval > 0):
+            raise ValueError(f"frame_rate_interval must be > 0 seconds, got {frame_rate_interval!r}")
+        self._clock = clock
+        self._samples_read = getattr(controller, "samples_read", None) is not None
+        self._read = 0  # samples read by the callback (without samples_read)
+        self._offset: Optional[float] = None
+        self._lag = 0.0  # the last DAC latency seen, seconds
+        self._last_pos = 0.0
+        self._frame_at = getattr(controller, "frame_at_into", None)
+        self._frame_at_read = getattr(controller, "frame_at_read_into", None)
+        self._on_fri = on_frame_rate_info
+        self._fri_interval = float(frame_rate_interval)
+        self._renders = np.zeros(2048, dtype=np.float64)  # render call times (a ring)
+        self._n_renders = 0
+        self._fri_next: Optional[float] = None
 
     # -- the real-time part ------------------------------------------------------
     def _callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
@@ -389,12 +440,19 @@ class SoundDevicePlayer:
             self.callbacks += 1
             if status and getattr(status, "output_underflow", False):
                 self.underflows += 1
+            now = self._clock()
+            r0 = self._ctrl.samples_read if self._samples_read else self._read
             resampler = self._resampler
             if resampler is None:
                 self._ctrl.read_audio_into(outdata.reshape(-1))
+                self._read += frames
             else:
+                # The controller's samples this block took (without samples_read:
+                # the block's span at the controller's rate).
                 resampler.read_into(outdata.reshape(-1))
+                self._read += int(round(frames * self.sample_rate / resampler.out_rate))
             self.frames_played += frames
+            self._observe(r0, now, time_info)
         except BaseException as exc:  # noqa: BLE001 - a C callback must not raise
             try:
                 outdata.fill(0)
@@ -404,6 +462,102 @@ class SoundDevicePlayer:
             if len(self.errors) < self.MAX_STASHED:
                 self.errors.append(exc)
                 self._reports.put(exc)
+
+    def _observe(self, r0: int, now: float, time_info: Any) -> None:
+        # Sample r0 (this block's first) leaves the DAC at outputBufferDacTime
+        # on the stream clock, which reads currentTime now: it plays
+        # (dac - cur) from now.  So at monotonic time t the speaker plays
+        # read position r0 + (t - now - (dac - cur)) * rate.
+        dac = float(getattr(time_info, "outputBufferDacTime", 0.0) or 0.0)
+        cur = float(getattr(time_info, "currentTime", 0.0) or 0.0)
+        lag = dac - cur
+        if not (0.0 <= lag < 5.0):  # no usable DAC time: the stream's latency
+            lag = self.latency
+        if self._resampler is not None:  # the resampler's lead comes on top
+            lag += self._resampler.latency
+        self._lag = lag
+        rate = self.sample_rate
+        est = r0 - (now + lag) * rate
+        off = self._offset
+        # Smoothed: DAC times jitter by a fraction of a millisecond from one
+        # callback to the next; the position moves by an eighth of each
+        # difference.  A jump past 20 ms (a restart, a stall of the device)
+        # is taken at once.
+        if off is None or abs(est - off) > 0.02 * rate:
+            self._offset = est
+        else:
+            self._offset = off + (est - off) * 0.125
+
+    def presentation_samples(self) -> float:
+        """The read position (samples, fractional) of the sample leaving the
+        speaker now; 0 before the first callback.  It rises steadily with the
+        monotonic clock between callbacks and never goes back."""
+        off = self._offset
+        if off is None:
+            return 0.0
+        pos = off + self._clock() * self.sample_rate
+        last = self._last_pos
+        if pos < last:
+            pos = last
+        self._last_pos = pos
+        return pos
+
+    def presentation_time(self) -> float:
+        """:meth:`presentation_samples` in seconds (of reads since the
+        controller was made)."""
+        return self.presentation_samples() / self.sample_rate
+
+    def current_frame_into(self, buf: Any) -> None:
+        """Write the keyframe of the sample leaving the speaker now into
+        ``buf`` (float32, 120): the controller's frame (transitions, idle and
+        ``interpolation="linear"`` blending included) at the heard position,
+        the output latency and the time since the last callback accounted
+        for.  Before the first callback, the controller's current frame.
+        Also counts the call for :meth:`frame_rate_info`."""
+        now = self._clock()
+        i = self._n_renders
+        self._renders[i % len(self._renders)] = now
+        self._n_renders = i + 1
+        ctrl = self._ctrl
+        if self._offset is None or (self._frame_at is None and self._frame_at_read is None):
+            ctrl.current_frame_into(buf)
+        elif self._frame_at_read is not None and self._samples_read:
+            self._frame_at_read(buf, int(self.presentation_samples()))
+        else:
+            back = self._read - int(self.presentation_samples())
+            self._frame_at(buf, back if back > 0 else 0)
+        if self._on_fri is not None:
+            if self._fri_next is None:
+                self._fri_next = now + self._fri_interval
+            elif now >= self._fri_next:
+                self._fri_next = now + self._fri_interval
+                try:
+                    self._on_fri(self.frame_rate_info())
+                except Exception:  # noqa: BLE001 - a user callback must not stop rendering
+                    logger.exception("on_frame_rate_info callback raised")
+
+    def current_frame(self) -> np.ndarray:
+        """:meth:`current_frame_into` into a new float32 (120,) array."""
+        buf = np.empty(120, dtype=np.float32)
+        self.current_frame_into(buf)
+        return buf
+
+    def frame_rate_info(self, window: Optional[float] = None) -> FrameRateInfo:
+        """Render calls per second and the p95 / p99 interval between calls
+        of :meth:`current_frame_into` over the last ``window`` seconds (default
+        ``frame_rate_interval``; at most the last 2048 calls), and the
+        callback underflows so far."""
+        win = self._fri_interval if window is None else float(window)
+        n = min(self._n_renders, len(self._renders))
+        i = self._n_renders
+        times = np.roll(self._renders, -(i % len(self._renders)))[-n:] if n else self._renders[:0]
+        if n:
+            times = times[times >= times[-1] - win]
+        gaps = np.diff(times) * 1000.0
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        p95, p99 = (np.percentile(gaps, [95, 99]) if len(gaps) else (0.0, 0.0))
+        return FrameRateInfo(float(fps), float(p95), float(p99), int(self.underflows), int(self.callbacks),
+                             float(self._lag), win)
 
     # -- control -------------------------------------------------------------
     @staticmethod

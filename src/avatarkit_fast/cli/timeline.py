@@ -1,8 +1,10 @@
 """``timeline.png``: what a run did, on one time axis (Pillow only).
 
-Top: jaw opening of the keyframe shown at each video frame.  Bottom: the audio
-waveform that was played.  Marked on both: message arrivals (audio chunks,
-animation envelopes), the first keyframe shown, stalls and the interrupt.
+Top: jaw opening of the keyframe shown at each video frame, with the eyelids
+(the idle's blinks) and a band of what the picture shows (idle, transition in,
+speaking, transition out).  Bottom: the audio waveform that was played.
+Marked on both: message arrivals (audio chunks, animation envelopes), the
+first keyframe shown, stalls and the interrupt.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ _ANIM_MSG = (40, 150, 80)
 _STALL = (255, 215, 140)
 _INTERRUPT = (210, 30, 30)
 _FIRST = (120, 60, 170)
+_LID = (120, 120, 200)
+# The animation state band: idle, transition in, speaking, transition out.
+_STATES = ((215, 215, 215), (170, 220, 170), (60, 170, 90), (245, 190, 120))
+_STATE_NAMES = ("idle", "transition in", "speaking", "transition out")
 
 
 def _nice_step(span: float, target: int = 10) -> float:
@@ -49,11 +55,15 @@ def draw_timeline(
     first_frame_at: float | None = None,
     title: str = "",
     size: tuple[int, int] = (1200, 420),
+    animation: Sequence[int] | None = None,
+    eye_lid: Sequence[float] | None = None,
 ) -> Path:
     """Draw the picture into ``path`` (PNG) and return the path.
 
     All times are seconds on the playout clock; ``jaw`` has one value per
-    video frame (jaw_pose[0] in radians).
+    video frame (jaw_pose[0] in radians); ``animation`` (optional) the
+    :class:`~avatarkit_fast.controller.AnimationState` value per video frame,
+    drawn as a band; ``eye_lid`` (optional) the eyelid closure per frame.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -98,6 +108,19 @@ def draw_timeline(
             d.line(pts, fill=_JAW, width=2)
         d.text((4, jaw_box[0] + 12), f"{hi:.2g}", fill=_AXIS, font=font)
 
+    if animation is not None and len(animation):
+        states = np.asarray(animation, dtype=np.int64)
+        y0, y1 = jaw_box[0] - 6, jaw_box[0] - 1
+        for i, v in enumerate(states):
+            colour = _STATES[int(v)] if 0 <= v < len(_STATES) else _GRID
+            d.rectangle([x_of(i / fps), y0, max(x_of((i + 1) / fps), x_of(i / fps) + 1), y1], fill=colour)
+    if eye_lid is not None and len(eye_lid):
+        lid = np.clip(np.asarray(eye_lid, dtype=np.float64), 0.0, 1.0)
+        h = (jaw_box[1] - jaw_box[0]) * 0.3
+        pts = [(x_of((i + 0.5) / fps), jaw_box[1] - h * v) for i, v in enumerate(lid)]
+        if len(pts) > 1:
+            d.line(pts, fill=_LID, width=1)
+
     # Waveform as a min/max envelope per pixel column.
     d.text((4, wave_box[0]), "audio", fill=_WAVE, font=font)
     wmid = (wave_box[0] + wave_box[1]) / 2
@@ -134,6 +157,10 @@ def draw_timeline(
     items = [(_WAVE, "audio played"), (_JAW, "jaw opening"), (_AUDIO_MSG, "audio message"),
              (_ANIM_MSG, "animation message"), (_FIRST, "first keyframe"), (_STALL, "stall"),
              (_INTERRUPT, "interrupt")]
+    if animation is not None:
+        items += [(c, n) for c, n in zip(_STATES, _STATE_NAMES)]
+    if eye_lid is not None:
+        items.append((_LID, "eyelids"))
     x = left
     if title:
         d.text((left, 4), title, fill=_AXIS, font=font)

@@ -74,6 +74,16 @@ def add_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--play", action="store_true", help="play through the sound card (implies --realtime)")
     demo.add_argument("--sync-mode", choices=("audio_independent", "strict_sync"), default="audio_independent")
     demo.add_argument("--interpolation", choices=("none", "linear"), default="none")
+    # The demo plays the keyframes plain by default, so that its report can
+    # measure sync to the frame against the server's keyframes; these show
+    # what a viewer of the controller's defaults sees (the report then
+    # measures the speaking frames; the timeline marks the states).
+    demo.add_argument("--idle", choices=("none", "breathing"), default="none",
+                      help="idle motion between utterances (default none: the still idle frame)")
+    demo.add_argument("--transition-in", type=bounded_float(0.0, 10.0, " s"), default=0.0,
+                      help="seconds of the blend into the keyframes, 0..10 (default 0)")
+    demo.add_argument("--transition-out", type=bounded_float(0.0, 10.0, " s"), default=0.0,
+                      help="seconds of the blend back to the idle, 0..10 (default 0)")
     demo.add_argument("--fps", type=bounded_int(*FPS_RANGE), default=25,
                       help="video frames a second, 1..120 (default 25)")
     demo.add_argument("--video", choices=("auto", "gif", "mp4"), default="auto",
@@ -243,7 +253,8 @@ def run_demo(args) -> int:
              f"interpolation {args.interpolation}")
     draw_timeline(out / "timeline.png", play.audio, utt.sample_rate, play.frames[:, 9], args.fps,
                   audio_arrivals=audio_times, animation_arrivals=anim_times, stalls=stall_spans(play),
-                  interrupt_at=info.get("interrupted_at"), first_frame_at=play.first_frame_at, title=title)
+                  interrupt_at=info.get("interrupted_at"), first_frame_at=play.first_frame_at, title=title,
+                  animation=play.animation, eye_lid=play.frames[:, 18])
     video = out / ("avatar" + video_suffix(args.video))
     prog = Progress("face", enabled=None if show else False)
     write_face_video(video, play.frames, fps=args.fps, size=args.size, audio=play.audio,

@@ -35,6 +35,7 @@ class Playout:
     sample_rate: int
     start_sample: Optional[int] = None  # first played sample of the conversation
     first_frame_at: Optional[float] = None
+    animation: Optional[np.ndarray] = None  # the AnimationState value after each frame's read
 
 
 class Recorder:
@@ -50,6 +51,7 @@ class Recorder:
         self.audio_time = np.zeros(cap_frames, np.float64)
         self.playing = np.zeros(cap_frames, bool)
         self.stall = np.zeros(cap_frames, bool)
+        self.animation = np.zeros(cap_frames, np.int8)
         self.n = 0
         self.samples = 0
         self.start_sample: Optional[int] = None
@@ -88,13 +90,16 @@ class Recorder:
         self.audio[self.samples:self.samples + n] = tick.audio
         self.audio_time[i] = played0 / self.sample_rate
         st = ctrl.stats
+        anim = int(getattr(ctrl, "animation_state", 0))
+        self.animation[i] = anim
         # Fed live from another thread, the controller may have been interrupted
         # between the snapshot and the frame: such a frame is not measured.
-        # A conversation waiting for its first animation shows the idle frame (zeros
-        # here): measured from the first keyframe shown on.
-        self.playing[i] = (playing and (played0 > 0 or bool(tick.frame.any()))
+        # A conversation waiting for its first animation shows the idle: measured
+        # from the first keyframe shown on (the transition in: state 1 or 2).
+        showing = anim in (1, 2)
+        self.playing[i] = (playing and (played0 > 0 or showing)
                            and stat(st, "interrupts") == interrupts0)
-        if self.playing[i] and self.first_frame is None and tick.frame.any():
+        if self.playing[i] and self.first_frame is None and showing:
             self.first_frame = i
         self.stall[i] = (stat(st, "underrun_samples") > under0) or (stat(st, "stalls") > stalls0)
         if self.start_sample is None and stat(st, "interrupts") == interrupts0:
@@ -109,7 +114,7 @@ class Recorder:
         first = None if self.first_frame is None else self.first_frame / self.fps
         return Playout(self.frames[:n].copy(), self.audio[:self.samples].copy(), self.audio_time[:n].copy(),
                        self.playing[:n].copy(), self.stall[:n].copy(), self.fps, self.sample_rate,
-                       self.start_sample, first)
+                       self.start_sample, first, self.animation[:n].copy())
 
 
 def make_controller(args, sample_rate: int, events: list):
@@ -128,6 +133,8 @@ def make_controller(args, sample_rate: int, events: list):
         sample_rate=sample_rate, fps=args.fps, sync_mode=args.sync_mode,
         interpolation=args.interpolation, on_conversation_state=on_state,
         on_playback_stall=on_stall, on_error=on_error,
+        idle=None if getattr(args, "idle", "none") == "none" else "breathing",
+        transition_in=getattr(args, "transition_in", 0.0), transition_out=getattr(args, "transition_out", 0.0),
     )
 
 

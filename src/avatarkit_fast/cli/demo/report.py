@@ -39,7 +39,7 @@ def conversation_keyframes(arrivals: list[Arrival], req_id: Optional[str]) -> tu
 def sync_errors(play: Playout, keyframes: np.ndarray, interpolation: str) -> np.ndarray:
     """Per measured video frame: |position of the keyframe shown - position the
     audio calls for|, in frames.  NaN where nothing was measured: not playing,
-    the idle frame (no keyframe yet), past the animation's end, or a frame
+    the idle (no keyframe yet), a transition in or out of the idle, past the animation's end, or a frame
     whose audio stood still (a stall: the picture holds, nothing is heard)."""
     n = len(play.frames)
     err = np.full(n, np.nan)
@@ -52,6 +52,12 @@ def sync_errors(play: Playout, keyframes: np.ndarray, interpolation: str) -> np.
     pos_s = np.round(play.audio_time * play.sample_rate).astype(np.int64)
     for i in range(first, n):
         if not play.playing[i]:
+            continue
+        # A frame blending in or out of the idle shows no keyframe as such:
+        # measured once the transition in is over (the state after the read
+        # before this frame was taken is SPEAKING).
+        anim = getattr(play, "animation", None)
+        if anim is not None and len(anim) == n and (i == 0 or anim[i - 1] != 2):
             continue
         s = int(pos_s[i])
         if i + 1 < n and play.playing[i + 1] and 0 <= pos_s[i + 1] - s < int(spf):
