@@ -184,6 +184,9 @@ async def run_pipeline(script) -> dict:
             console_endpoint_url=server.console_endpoint_url,
             ingress_endpoint_url=server.ingress_endpoint_url,
             renderer=Marks(), width=W, height=H,
+            # The onsets are measured on the first keyframe's picture: a blend
+            # in (and a breathing idle between bursts) would smear them.
+            controller_options={"transition_in": 0, "transition_out": 0, "idle": None},
         )
         recorder = Recorder()
         worker = PipelineWorker(Pipeline([svc, output, recorder]),

@@ -90,6 +90,9 @@ class AvatarKitVideoService(FrameProcessor):
     output rate.  TTS audio at another rate is resampled to it.  ``fps``: video
     frames per second (the animation's 25).  ``sync_mode``: the controller's
     (``"audio_independent"``: audio never waits for animation).
+    ``controller_options``: more keywords for the :class:`AvatarController`
+    (``transition_in``, ``transition_out``, ``idle``, ``seed``, ...; by default
+    the controller's own: blends in and out, a breathing idle).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class AvatarKitVideoService(FrameProcessor):
         fps: int = 25,
         sync_mode: str = "audio_independent",
         end_grace: float = 2.0,
+        controller_options: Optional[dict] = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -125,6 +129,7 @@ class AvatarKitVideoService(FrameProcessor):
         self._console = console_endpoint_url
         self._ingress = ingress_endpoint_url
         self._renderer = renderer
+        self._controller_options = dict(controller_options or {})
         self.width, self.height = width, height
         self._rate_wanted = sample_rate
         self.fps = fps
@@ -191,7 +196,8 @@ class AvatarKitVideoService(FrameProcessor):
             return
         self.sample_rate = rate
         controller = AvatarController(
-            sample_rate=rate, fps=self.fps, sync_mode=self._sync_mode, on_error=self._on_error
+            sample_rate=rate, fps=self.fps, sync_mode=self._sync_mode, on_error=self._on_error,
+            **self._controller_options,
         )
         try:
             token = await fetch_session_token(self._console, self._api_key)
