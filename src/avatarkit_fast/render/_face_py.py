@@ -99,8 +99,13 @@ def _polygon(out: np.ndarray, v: np.ndarray, color) -> None:
     order = np.argsort(x, axis=1, kind="stable")[:, :k]
     x = np.take_along_axis(x, order, axis=1)
     d = np.take_along_axis(d, order, axis=1)
-    wind = np.cumsum(d, axis=1)
-    active = wind[:, :-1] != 0
+    # The winding number after each crossing (a running sum, column by column:
+    # np.cumsum keeps a little memory per new shape it sees).
+    active = np.empty((d.shape[0], k - 1), bool)
+    wind = np.zeros(d.shape[0], d.dtype)
+    for j in range(k - 1):
+        wind += d[:, j]
+        active[:, j] = wind != 0
     _blend(out, y0, x0, _coverage(x[:, :-1], x[:, 1:], active, y1 - y0, x0, x1), color)
 
 

@@ -142,6 +142,7 @@ class FaceRenderer:
         self._rot = np.eye(3)
         self._roll = np.eye(3)
         self._pts = np.zeros((_MAX_VERTS, 3), np.float64)
+        self._q = np.zeros((_MAX_VERTS, 3), np.float64)
         a = 2 * np.pi * np.arange(_HEAD) / _HEAD
         self._head_x, self._head_y = 0.92 * np.cos(a), np.sin(a)
         self._chin = self._head_y < 0
@@ -283,12 +284,12 @@ class FaceRenderer:
 
         # Project: x right, y down, in pixels.
         v = self._verts
-        q = pts[:n_roll] @ self._roll.T
-        v[:n_roll, 0] = cx + radius * q[:, 0]
-        v[:n_roll, 1] = cy - radius * q[:, 1]
-        q = feat @ self._rot.T
-        v[eyes:end, 0] = cx + radius * q[:, 0]
-        v[eyes:end, 1] = cy - radius * q[:, 1]
+        q = self._q
+        np.matmul(pts[:n_roll], self._roll.T, out=q[:n_roll])
+        np.matmul(feat, self._rot.T, out=q[eyes:end])
+        np.multiply(q[:end, :2], radius, out=v[:end])
+        v[:end, 0] += cx
+        np.subtract(cy, v[:end, 1], out=v[:end, 1])
 
         cmds = self._cmds
         state = [0, end]  # commands used, vertices used
