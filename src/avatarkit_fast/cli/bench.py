@@ -139,6 +139,15 @@ def collect(rounds: int | None = None) -> list[dict]:
     data = relay.encode_frame(frame)
     add("relay decode (animation frame)", "frame", {"py": lambda: relay.decode_frame(data)},
         floor=np.frombuffer(data, np.uint8).copy)
+
+    # One video frame of the face, drawn into a reused 256 x 256 buffer.
+    from ..render import FaceRenderer
+
+    picture = np.empty((256, 256, 3), np.uint8)
+    face_kf = _server_like_frames(1)[0]
+    add("face render (256 x 256)", "frame",
+        {tag: (lambda r=FaceRenderer(256, impl=tag): r.render_into(face_kf, picture)) for tag in _impls()},
+        floor=picture.copy)
     return rows
 
 
