@@ -253,11 +253,11 @@ def test_audio_comes_at_the_rate_the_runner_asks_for_from_any_input_rate():
 
 
 def test_renderers_any_render_into_the_face_by_default_and_a_clear_error_otherwise():
-    from avatarkit_fast.cli.face import FaceRenderer
-    from avatarkit_fast.livekit import ImageRendererAdapter, Renderer, as_renderer
+    from avatarkit_fast.livekit import Renderer, as_renderer
+    from avatarkit_fast.render import FaceRenderer
 
     default = as_renderer(None, 64, 48)
-    assert isinstance(default, ImageRendererAdapter) and isinstance(default.drawer, FaceRenderer)
+    assert isinstance(default, FaceRenderer) and (default.width, default.height) == (64, 48)
     rgb = np.zeros((48, 64, 3), np.uint8)
     keyframe = np.zeros(120, np.float32)
     default.render_into(keyframe, rgb)

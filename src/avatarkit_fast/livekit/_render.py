@@ -2,9 +2,9 @@
 
 Any object with ``render_into(keyframe, rgb_out)`` is a :class:`Renderer`
 (the shape of :mod:`avatarkit_fast.render`'s protocol); :func:`as_renderer`
-also takes an object with ``render(keyframe) -> PIL.Image`` (the package's
-:class:`~avatarkit_fast.cli.face.FaceRenderer`) and adapts it, and ``None``
-means the face drawing at the requested size.
+also takes an object with ``render(keyframe) -> PIL.Image`` and adapts it,
+and ``None`` means the package's face drawing
+(:class:`avatarkit_fast.render.FaceRenderer`) at the requested size.
 """
 
 from __future__ import annotations
@@ -50,10 +50,11 @@ class ImageRendererAdapter:
 
 
 def default_renderer(width: int, height: int) -> Renderer:
-    """The package's face drawing, square at the larger side, scaled to the frame."""
-    from ..cli.face import FaceRenderer
+    """The package's face drawing (:class:`avatarkit_fast.render.FaceRenderer`)
+    at the frame's size, drawn into the frame's buffer."""
+    from ..render import FaceRenderer
 
-    return ImageRendererAdapter(FaceRenderer(size=max(width, height)))
+    return FaceRenderer(width, height)
 
 
 def as_renderer(renderer: Any, width: int, height: int) -> Renderer:

@@ -18,19 +18,10 @@ class Renderer(Protocol):
     def render_into(self, keyframe: Any, rgb_out: np.ndarray) -> None: ...
 
 
-class FaceRendererAdapter:
-    """The face of :class:`avatarkit_fast.cli.face.FaceRenderer` as a
-    :class:`Renderer` of ``width`` x ``height`` pixels (drawn square at the
-    larger side, then resized when the sides differ).  Needs Pillow."""
+def FaceRendererAdapter(width: int = 256, height: int = 256) -> Any:
+    """The package's face drawing (:class:`avatarkit_fast.render.FaceRenderer`,
+    compiled, into the caller's buffer with no allocation per frame) at
+    ``width`` x ``height`` pixels: the service's default renderer."""
+    from ..render import FaceRenderer
 
-    def __init__(self, width: int = 256, height: int = 256, *, supersample: int = 2) -> None:
-        from ..cli.face import FaceRenderer
-
-        self.width, self.height = int(width), int(height)
-        self._face = FaceRenderer(max(self.width, self.height), supersample=supersample)
-
-    def render_into(self, keyframe: Any, rgb_out: np.ndarray) -> None:
-        image = self._face.render(keyframe)
-        if image.size != (self.width, self.height):
-            image = image.resize((self.width, self.height))
-        rgb_out[...] = np.asarray(image, dtype=np.uint8)
+    return FaceRenderer(int(width), int(height))

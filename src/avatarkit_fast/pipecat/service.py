@@ -84,8 +84,7 @@ class AvatarKitVideoService(FrameProcessor):
     ``api_key`` fetches a session token from ``console_endpoint_url``; the
     motion server is at ``ingress_endpoint_url``.  ``renderer``: any object with
     ``render_into(keyframe, rgb_out)`` (a ``(height, width, 3)`` uint8 array);
-    None draws the package's face (:class:`FaceRendererAdapter`, needs
-    Pillow).  ``sample_rate``: the conversation's rate (the audio pushed
+    None draws the package's face (:class:`avatarkit_fast.render.FaceRenderer`).  ``sample_rate``: the conversation's rate (the audio pushed
     downstream and sent to the motion server); None takes the pipeline's
     output rate.  TTS audio at another rate is resampled to it.  ``fps``: video
     frames per second (the animation's 25).  ``sync_mode``: the controller's
