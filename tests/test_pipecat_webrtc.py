@@ -209,7 +209,7 @@ async def run_pipeline(script) -> dict:
         try:
             await asyncio.wait_for(started.wait(), 10)
             await conn.connect()
-            for _ in range(200):  # the connection is up and media flows
+            for _ in range(400):  # the connection is up and media flows (VP8 can take seconds to start under load)
                 if peer.audio and peer.video:
                     break
                 await asyncio.sleep(0.05)

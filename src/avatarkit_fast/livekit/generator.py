@@ -34,8 +34,6 @@ logger = logging.getLogger("avatarkit_fast.livekit")
 def _controller_of(session: Any) -> Any:
     controller = getattr(session, "controller", None)
     if controller is None:
-        controller = getattr(session, "_controller", None)
-    if controller is None:
         raise TypeError(f"{type(session).__name__} is not an AvatarSession (it has no controller)")
     return controller
 

@@ -124,6 +124,11 @@ class AvatarSession:
     # -- properties -------------------------------------------------------------
 
     @property
+    def controller(self) -> Any:
+        """The controller this session plays into."""
+        return self._controller
+
+    @property
     def connection(self) -> MotionConnection:
         """The protocol connection this session drives."""
         return self._connection
