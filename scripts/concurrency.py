@@ -41,7 +41,8 @@ class Result:
 def run(seconds: float, seed: int = 0, sample_rate: int = 16000, fps: int = 25) -> dict:
     from avatarkit_fast.controller import AvatarController
 
-    ctrl = AvatarController(sample_rate=sample_rate, fps=fps)
+    # The plain presentation: every frame shown is checked against the audio.
+    ctrl = AvatarController(sample_rate=sample_rate, fps=fps, transition_in=0, transition_out=0, idle=None)
     res = Result()
     rng_p = random.Random(seed)
     rng_c = random.Random(seed + 1)

@@ -89,7 +89,10 @@ class Soak:
         self.chunk = sample_rate // 50
         # callbacks are counted, not kept: an hour of them would be the soak's own leak
         self.callback_counts = {"state": 0, "error": 0}
+        # The plain presentation (no blends, a still idle): the soak checks
+        # every frame shown against the keyframe the audio calls for.
         self.ctrl = AvatarController(sample_rate=sample_rate, fps=self.fps,
+                                     transition_in=0, transition_out=0, idle=None,
                                      on_conversation_state=lambda *a: self._count("state"),
                                      on_error=lambda *a: self._count("error"))
         self.envs = EnvelopeCache()
