@@ -9,6 +9,7 @@ import pytest
 from conftest import PLAIN
 
 from avatarkit_fast import AvatarController
+from avatarkit_fast._compat import NO_EXTENSIONS
 from avatarkit_fast._schema import FLAME_GROUPS, FLAME_OFFSETS
 from avatarkit_fast.controller import AnimationState
 from avatarkit_fast.idle import BLINK_CLOSED, BLINK_INTERVAL, blink_times, breathing
@@ -140,8 +141,8 @@ def test_idle_is_identical_for_a_seed_and_differs_for_another(impl):
     assert np.array_equal(breathing(3), breathing(3)) and not np.array_equal(breathing(3), breathing(4))
 
 
+@pytest.mark.skipif(NO_EXTENSIONS, reason="the compiled engine is not in use")
 def test_both_engines_give_the_same_idle_and_transitions(recording):
-    pytest.importorskip("avatarkit_fast._sync_c")
     runs = []
     for tag in ("c", "py"):
         ctrl = AvatarController(SR, FPS, interpolation="linear", seed=5, _impl=tag)
